@@ -1,0 +1,112 @@
+//! The etcd v3 gRPC services, one module per service, over one shared [`Member`] context.
+
+pub mod cluster;
+pub mod kv;
+pub mod maintenance;
+pub mod unimplemented;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use prost::Message;
+
+use crate::datadir::Identity;
+use crate::error::EtcdError;
+use crate::mvcc::MvccStore;
+use crate::proto::etcdserverpb::ResponseHeader;
+use crate::proto::raftpb::{RaftCommand, raft_command};
+use crate::raft::{Applied, Command, OxRaft};
+use crate::storage::Engine;
+
+/// How long a proposal may wait for the log before the client hears etcd's timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+
+/// Request limits from the flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `--max-request-bytes`.
+    pub max_request_bytes: usize,
+    /// `--max-txn-ops`.
+    pub max_txn_ops: usize,
+    /// Effective `--quota-backend-bytes`.
+    pub quota_bytes: i64,
+}
+
+/// Everything the services share: this member's Raft node, store and identity.
+pub struct Member {
+    /// The Raft node.
+    pub raft: OxRaft,
+    /// The multi-version store.
+    pub store: Arc<MvccStore>,
+    /// The storage engine under the store.
+    pub engine: Arc<dyn Engine>,
+    /// Ids recorded in the data dir.
+    pub identity: Identity,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+impl Member {
+    /// A response header at `revision` with this member's ids and the current term.
+    pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
+        Some(ResponseHeader {
+            cluster_id: self.identity.cluster_id,
+            member_id: self.identity.member_id,
+            revision,
+            raft_term: self.raft.metrics().borrow().current_term,
+        })
+    }
+
+    /// Completes a header produced by the store (which knows only the revision).
+    pub fn fill(&self, header: &mut Option<ResponseHeader>) {
+        let revision = match header {
+            Some(h) if h.revision != 0 => h.revision,
+            _ => self.store_rev(),
+        };
+        *header = self.header(revision);
+    }
+
+    fn store_rev(&self) -> i64 {
+        crate::mvcc::KvRead::rev(self.store.as_ref())
+    }
+
+    /// Waits until this member has applied everything committed before the call (ReadIndex).
+    pub async fn linearizable(&self) -> Result<(), EtcdError> {
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.raft.ensure_linearizable()).await {
+            Err(_) => Err(EtcdError::Timeout),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::Fatal(_))) => Err(EtcdError::Stopped),
+            Ok(Err(RaftError::APIError(_))) => Err(EtcdError::NoLeader),
+        }
+    }
+
+    /// Sends a mutating request through the log and returns what applying it produced.
+    pub async fn propose(&self, command: raft_command::Command) -> Result<Applied, EtcdError> {
+        let command = RaftCommand { command: Some(command) };
+        if command.encoded_len() > self.limits.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let write = self.raft.client_write(Command(command));
+        match tokio::time::timeout(REQUEST_TIMEOUT, write).await {
+            Err(_) => Err(EtcdError::Timeout),
+            Ok(Ok(resp)) => resp.data.0,
+            Ok(Err(RaftError::Fatal(_))) => Err(EtcdError::Stopped),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(EtcdError::NoLeader)
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Err(EtcdError::Internal(format!("oxcd: {e}")))
+            }
+        }
+    }
+}
+
+/// The response a proposal should have produced, or an internal error naming what came back.
+pub fn expect_applied<T>(
+    applied: Applied,
+    pick: impl FnOnce(Applied) -> Option<T>,
+) -> Result<T, EtcdError> {
+    let what = format!("{applied:?}");
+    pick(applied).ok_or_else(|| EtcdError::Internal(format!("oxcd: unexpected apply result {what}")))
+}

@@ -1,0 +1,121 @@
+//! etcd's client-visible errors: the gRPC code and the exact message etcd sends, because client
+//! libraries rebuild their typed errors from that message.
+
+use tonic::{Code, Status};
+
+/// A request failure that etcd reports with a fixed code and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum EtcdError {
+    /// The key (or compare key) is empty.
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    /// `ignore_value`/`ignore_lease` on a key that does not exist, or an empty txn op.
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    /// `ignore_value` together with a value.
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    /// `ignore_lease` together with a lease.
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    /// More than the allowed operations in one txn branch.
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    /// A key written twice, or written and deleted, in one txn.
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    /// Unknown sort order or target.
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption,
+    /// The revision asked for was compacted away.
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    /// The revision asked for does not exist yet.
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRev,
+    /// The backend quota is exhausted (NOSPACE alarm).
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// The encoded request exceeds `--max-request-bytes`.
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    /// The lease named by the request does not exist.
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    /// The member has no leader.
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    /// The member is shutting down.
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// The request did not complete in time.
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// An unexpected internal failure (storage, replication); the message says which.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl EtcdError {
+    /// The gRPC code etcd uses for this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::EmptyKey
+            | Self::KeyNotFound
+            | Self::ValueProvided
+            | Self::LeaseProvided
+            | Self::TooManyOps
+            | Self::DuplicateKey
+            | Self::InvalidSortOption
+            | Self::RequestTooLarge => Code::InvalidArgument,
+            Self::Compacted | Self::FutureRev => Code::OutOfRange,
+            Self::NoSpace => Code::ResourceExhausted,
+            Self::LeaseNotFound => Code::NotFound,
+            Self::NoLeader | Self::Stopped | Self::Timeout => Code::Unavailable,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<EtcdError> for Status {
+    fn from(e: EtcdError) -> Self {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+impl From<crate::storage::StorageError> for EtcdError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        Self::Internal(format!("oxcd: {}", crate::error::chain(&e)))
+    }
+}
+
+/// Renders an error with its sources, for logs and internal-error messages.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compacted_maps_to_out_of_range_with_etcd_message() {
+        let status = Status::from(EtcdError::Compacted);
+        assert_eq!(status.code(), Code::OutOfRange);
+        assert_eq!(status.message(), "etcdserver: mvcc: required revision has been compacted");
+    }
+
+    #[test]
+    fn duplicate_key_is_invalid_argument() {
+        let status = Status::from(EtcdError::DuplicateKey);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "etcdserver: duplicate key given in txn request");
+    }
+}

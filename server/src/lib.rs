@@ -1,0 +1,16 @@
+//! oxcd: a distributed, strongly consistent key-value store that speaks the etcd v3 API.
+//!
+//! Requests arrive through `api` (one module per etcd service), mutate state only through the
+//! Raft log (`raft`), whose state machine applies them to the multi-version store (`mvcc`) kept
+//! in a storage engine behind a narrow trait (`storage`).
+
+pub mod api;
+pub mod compactor;
+pub mod config;
+pub mod datadir;
+pub mod error;
+pub mod mvcc;
+pub mod proto;
+pub mod raft;
+pub mod server;
+pub mod storage;

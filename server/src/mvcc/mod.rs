@@ -1,0 +1,11 @@
+//! Multi-version concurrency control: revisions, the key index, the store and etcd's request
+//! semantics on top of it.
+
+pub mod check;
+pub mod index;
+pub mod ops;
+pub mod revision;
+pub mod store;
+
+pub use index::RangeEnd;
+pub use store::{ApplyBatch, KvRead, KvWrite, MvccStore, RangeOptions, ReadOnly};

@@ -1,0 +1,440 @@
+//! The multi-version key-value store: revision records on the engine plus the in-memory key index.
+//!
+//! Reads run against the *published* state (the revision after the last committed apply batch)
+//! under the index's read lock, so they never see a half-applied request. Writes happen only
+//! through [`ApplyBatch`], which the Raft state machine drives in log order: it holds the index's
+//! write lock, stages every record in one engine batch and publishes the new revision only after
+//! that batch is written, so a crash leaves either all of a log entry's effects or none.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use parking_lot::{RwLock, RwLockWriteGuard};
+use prost::Message;
+
+use super::index::{IndexEntry, KeyIndex, RangeEnd};
+use super::revision::{REV_PREFIX, Revision};
+use crate::error::EtcdError;
+use crate::proto::mvccpb::{Event, KeyValue, event::EventType};
+use crate::storage::{Keyspace, StorageError, WriteBatch};
+
+const META_REVISION: &[u8] = b"m/revision";
+const META_COMPACT: &[u8] = b"m/compact";
+
+/// Options of a store-level range read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RangeOptions {
+    /// Maximum number of key-values to return (0 = all); `count` still covers the whole range.
+    pub limit: usize,
+    /// Revision to read at (0 or less = current).
+    pub rev: i64,
+    /// Return only the count.
+    pub count_only: bool,
+}
+
+/// What a store-level range read found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RangeResult {
+    /// Live key-values in key order (at most `limit`).
+    pub kvs: Vec<KeyValue>,
+    /// Number of live keys in the range.
+    pub count: i64,
+    /// The store revision the read was served at (header revision).
+    pub rev: i64,
+}
+
+/// Anything ranges can be served from: the published store or a write in progress.
+pub trait KvRead {
+    /// Reads the live key-values of `[key, end)` per `opts`.
+    fn range(&self, key: &[u8], end: &RangeEnd, opts: RangeOptions)
+    -> Result<RangeResult, EtcdError>;
+    /// The revision a read with `rev = 0` is served at.
+    fn rev(&self) -> i64;
+    /// The compacted revision (-1 before any compaction).
+    fn compact_rev(&self) -> i64;
+}
+
+/// A view that Put, DeleteRange and Txn can write through.
+pub trait KvWrite: KvRead {
+    /// Stores `key` = `value` with `lease`; returns the revision of the change.
+    fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<i64, EtcdError>;
+    /// Deletes the live keys of the range; returns how many and the response revision.
+    fn delete_range(&mut self, key: &[u8], end: &RangeEnd) -> Result<(i64, i64), EtcdError>;
+}
+
+/// The published store seen through [`KvWrite`], for read-only Txns served without the log;
+/// a write through it is a bug in the caller's read-only check and fails.
+pub struct ReadOnly<'a>(pub &'a MvccStore);
+
+impl KvRead for ReadOnly<'_> {
+    fn range(&self, key: &[u8], end: &RangeEnd, opts: RangeOptions)
+    -> Result<RangeResult, EtcdError> {
+        self.0.range(key, end, opts)
+    }
+    fn rev(&self) -> i64 {
+        self.0.rev()
+    }
+    fn compact_rev(&self) -> i64 {
+        KvRead::compact_rev(self.0)
+    }
+}
+
+impl KvWrite for ReadOnly<'_> {
+    fn put(&mut self, _: &[u8], _: Vec<u8>, _: i64) -> Result<i64, EtcdError> {
+        Err(EtcdError::Internal("oxcd: write inside a read-only transaction".into()))
+    }
+    fn delete_range(&mut self, _: &[u8], _: &RangeEnd) -> Result<(i64, i64), EtcdError> {
+        Err(EtcdError::Internal("oxcd: write inside a read-only transaction".into()))
+    }
+}
+
+/// The MVCC store over one engine keyspace.
+pub struct MvccStore {
+    ks: Arc<dyn Keyspace>,
+    index: RwLock<KeyIndex>,
+    current_rev: AtomicI64,
+    compact_rev: AtomicI64,
+}
+
+fn read_i64(ks: &dyn Keyspace, key: &[u8]) -> Result<Option<i64>, StorageError> {
+    match ks.get(key)? {
+        None => Ok(None),
+        Some(v) => {
+            let bytes: [u8; 8] = v.as_slice().try_into().map_err(|_| StorageError::Corrupt {
+                what: String::from_utf8_lossy(key).into_owned(),
+            })?;
+            Ok(Some(i64::from_be_bytes(bytes)))
+        }
+    }
+}
+
+fn decode_kv(bytes: &[u8], rev: Revision) -> Result<KeyValue, StorageError> {
+    KeyValue::decode(bytes).map_err(|_| StorageError::Corrupt { what: format!("revision {rev:?}") })
+}
+
+impl MvccStore {
+    /// Opens the store in `ks`, rebuilding the key index from the revision records.
+    pub fn open(ks: Arc<dyn Keyspace>) -> Result<Self, StorageError> {
+        let (index, current, compact) = rebuild(ks.as_ref())?;
+        Ok(Self {
+            ks,
+            index: RwLock::new(index),
+            current_rev: AtomicI64::new(current),
+            compact_rev: AtomicI64::new(compact),
+        })
+    }
+
+    /// Rebuilds the in-memory state after the keyspace was replaced (snapshot install).
+    pub fn reload(&self) -> Result<(), StorageError> {
+        let mut guard = self.index.write();
+        let (index, current, compact) = rebuild(self.ks.as_ref())?;
+        *guard = index;
+        self.compact_rev.store(compact, Ordering::Release);
+        self.current_rev.store(current, Ordering::Release);
+        Ok(())
+    }
+
+    /// A caller-owned record stored beside the data (see [`ApplyBatch::put_meta`]).
+    pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.ks.get(key)
+    }
+
+    /// Every record of the keyspace, read while no apply can run, for a point-in-time copy.
+    pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        let _frozen = self.index.read();
+        self.ks.range(&[], None).collect()
+    }
+
+    /// Replaces the whole keyspace with `pairs` and reloads.
+    pub fn replace_all(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StorageError> {
+        {
+            let _frozen = self.index.write();
+            self.ks.clear()?;
+            let mut batch = WriteBatch::new();
+            for (k, v) in pairs {
+                batch.put(k, v);
+            }
+            self.ks.write(batch)?;
+        }
+        self.reload()
+    }
+
+    /// Number of keys with retained history (for metrics and snapshot status).
+    pub fn key_count(&self) -> usize {
+        self.index.read().key_count()
+    }
+
+    /// Starts applying a batch of log entries; holds the index's write lock until committed.
+    pub fn begin_apply(&self) -> ApplyBatch<'_> {
+        let index = self.index.write();
+        ApplyBatch {
+            rev: self.current_rev.load(Ordering::Acquire),
+            compact_rev: self.compact_rev.load(Ordering::Acquire),
+            store: self,
+            index,
+            batch: WriteBatch::new(),
+            overlay: HashMap::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
+/// Reads the index, current revision and compacted revision back from the records.
+fn rebuild(ks: &dyn Keyspace) -> Result<(KeyIndex, i64, i64), StorageError> {
+    let mut index = KeyIndex::new();
+    let mut last_rev = 1;
+    for pair in ks.range(&[REV_PREFIX], Some(&[REV_PREFIX + 1])) {
+        let (key, value) = pair?;
+        let (rev, tombstone) = Revision::from_key(&key)
+            .ok_or_else(|| StorageError::Corrupt { what: "a revision key".into() })?;
+        let kv = decode_kv(&value, rev)?;
+        let entry = if tombstone {
+            IndexEntry { rev, create: 0, version: 0, lease: 0 }
+        } else {
+            IndexEntry { rev, create: kv.create_revision, version: kv.version, lease: kv.lease }
+        };
+        index.record(&kv.key, entry);
+        last_rev = rev.main;
+    }
+    let current = read_i64(ks, META_REVISION)?.unwrap_or(1).max(last_rev);
+    let compact = read_i64(ks, META_COMPACT)?.unwrap_or(-1);
+    if compact > 0 {
+        // Records a crash left behind mid-compaction are unreachable; drop them now.
+        let mut batch = WriteBatch::new();
+        for (rev, tombstone) in index.compact(compact) {
+            batch.delete(rev.to_key(tombstone));
+        }
+        ks.write(batch)?;
+    }
+    Ok((index, current, compact))
+}
+
+impl KvRead for MvccStore {
+    fn range(
+        &self,
+        key: &[u8],
+        end: &RangeEnd,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, EtcdError> {
+        let index = self.index.read();
+        let rev = self.current_rev.load(Ordering::Acquire);
+        let compact = self.compact_rev.load(Ordering::Acquire);
+        range_at(&index, self.ks.as_ref(), None, rev, compact, key, end, opts)
+    }
+
+    fn rev(&self) -> i64 {
+        self.current_rev.load(Ordering::Acquire)
+    }
+
+    fn compact_rev(&self) -> i64 {
+        self.compact_rev.load(Ordering::Acquire)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn range_at(
+    index: &KeyIndex,
+    ks: &dyn Keyspace,
+    overlay: Option<&HashMap<Revision, KeyValue>>,
+    cur_rev: i64,
+    compact_rev: i64,
+    key: &[u8],
+    end: &RangeEnd,
+    opts: RangeOptions,
+) -> Result<RangeResult, EtcdError> {
+    if opts.rev > cur_rev {
+        return Err(EtcdError::FutureRev);
+    }
+    let at = if opts.rev <= 0 { cur_rev } else { opts.rev };
+    if at < compact_rev {
+        return Err(EtcdError::Compacted);
+    }
+    let mut count = 0i64;
+    let mut revs = Vec::new();
+    index.for_each_live(key, end, at, |_, entry| {
+        count += 1;
+        if !opts.count_only && (opts.limit == 0 || revs.len() < opts.limit) {
+            revs.push(entry.rev);
+        }
+        true
+    });
+    let mut kvs = Vec::with_capacity(revs.len());
+    for rev in revs {
+        if let Some(kv) = overlay.and_then(|o| o.get(&rev)) {
+            kvs.push(kv.clone());
+            continue;
+        }
+        let bytes = ks
+            .get(&rev.to_key(false))?
+            .ok_or_else(|| StorageError::Corrupt { what: format!("missing revision {rev:?}") })?;
+        kvs.push(decode_kv(&bytes, rev)?);
+    }
+    Ok(RangeResult { kvs, count, rev: cur_rev })
+}
+
+/// Applies a run of log entries to the store; see the module docs for its guarantees.
+pub struct ApplyBatch<'a> {
+    store: &'a MvccStore,
+    index: RwLockWriteGuard<'a, KeyIndex>,
+    rev: i64,
+    compact_rev: i64,
+    batch: WriteBatch,
+    overlay: HashMap<Revision, KeyValue>,
+    events: Vec<Event>,
+}
+
+impl<'a> ApplyBatch<'a> {
+    /// Starts one request: all its changes share the next revision.
+    pub fn request(&mut self) -> RequestWrite<'_, 'a> {
+        let begin_rev = self.rev;
+        RequestWrite { apply: self, begin_rev, changes: 0 }
+    }
+
+    /// Compacts history below `rev` (logically and physically) as part of this batch.
+    pub fn compact(&mut self, rev: i64) -> Result<i64, EtcdError> {
+        if rev <= self.compact_rev {
+            return Err(EtcdError::Compacted);
+        }
+        if rev > self.rev {
+            return Err(EtcdError::FutureRev);
+        }
+        for (r, tombstone) in self.index.compact(rev) {
+            self.batch.delete(r.to_key(tombstone));
+            self.overlay.remove(&r);
+        }
+        self.compact_rev = rev;
+        self.batch.put(META_COMPACT.to_vec(), rev.to_be_bytes().to_vec());
+        Ok(self.rev)
+    }
+
+    /// Adds a caller-owned record (e.g. the applied log position) to the same atomic batch.
+    pub fn put_meta(&mut self, key: &[u8], value: Vec<u8>) {
+        self.batch.put(key.to_vec(), value);
+    }
+
+    /// The revision after everything applied so far in this batch.
+    pub fn rev(&self) -> i64 {
+        self.rev
+    }
+
+    /// Writes the batch and publishes the new revision; returns the events it produced in order.
+    pub fn commit(mut self) -> Result<Vec<Event>, StorageError> {
+        self.batch.put(META_REVISION.to_vec(), self.rev.to_be_bytes().to_vec());
+        self.store.ks.write(std::mem::take(&mut self.batch))?;
+        self.store.compact_rev.store(self.compact_rev, Ordering::Release);
+        self.store.current_rev.store(self.rev, Ordering::Release);
+        Ok(std::mem::take(&mut self.events))
+    }
+}
+
+/// The changes of one request inside an [`ApplyBatch`], mirroring etcd's write transaction.
+pub struct RequestWrite<'b, 'a> {
+    apply: &'b mut ApplyBatch<'a>,
+    begin_rev: i64,
+    changes: i64,
+}
+
+impl RequestWrite<'_, '_> {
+    fn read_rev(&self) -> i64 {
+        if self.changes > 0 { self.begin_rev + 1 } else { self.begin_rev }
+    }
+
+    fn put_change(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> i64 {
+        let rev = self.begin_rev + 1;
+        let (create, version) = match self.apply.index.get(key, rev) {
+            Some(prev) => (prev.create, prev.version + 1),
+            None => (rev, 1),
+        };
+        let r = Revision::new(rev, self.changes);
+        let kv = KeyValue {
+            key: key.to_vec(),
+            value,
+            create_revision: create,
+            mod_revision: rev,
+            version,
+            lease,
+        };
+        self.apply.batch.put(r.to_key(false), kv.encode_to_vec());
+        self.apply.index.record(key, IndexEntry { rev: r, create, version, lease });
+        self.apply.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv.clone()), prev_kv: None });
+        self.apply.overlay.insert(r, kv);
+        self.changes += 1;
+        rev
+    }
+
+    fn delete_changes(&mut self, key: &[u8], end: &RangeEnd) -> (i64, i64) {
+        let at = self.read_rev();
+        let mut keys = Vec::new();
+        self.apply.index.for_each_live(key, end, at, |k, _| {
+            keys.push(k.to_vec());
+            true
+        });
+        let rev = self.begin_rev + 1;
+        for k in &keys {
+            let r = Revision::new(rev, self.changes);
+            let tomb = KeyValue { key: k.clone(), ..Default::default() };
+            self.apply.batch.put(r.to_key(true), tomb.encode_to_vec());
+            self.apply.index.record(k, IndexEntry { rev: r, create: 0, version: 0, lease: 0 });
+            let event_kv = KeyValue { key: k.clone(), mod_revision: rev, ..Default::default() };
+            self.apply.events.push(Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(event_kv),
+                prev_kv: None,
+            });
+            self.changes += 1;
+        }
+        let deleted = keys.len() as i64;
+        if deleted != 0 || self.changes > 0 { (deleted, rev) } else { (0, self.begin_rev) }
+    }
+
+    /// True once the request has changed anything (it then consumes a revision).
+    pub fn changed(&self) -> bool {
+        self.changes > 0
+    }
+
+    /// Ends the request; the batch's revision advances if anything changed.
+    pub fn finish(self) -> i64 {
+        if self.changes > 0 {
+            self.apply.rev = self.begin_rev + 1;
+        }
+        self.apply.rev
+    }
+}
+
+impl KvWrite for RequestWrite<'_, '_> {
+    fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<i64, EtcdError> {
+        Ok(self.put_change(key, value, lease))
+    }
+    fn delete_range(&mut self, key: &[u8], end: &RangeEnd) -> Result<(i64, i64), EtcdError> {
+        Ok(self.delete_changes(key, end))
+    }
+}
+
+impl KvRead for RequestWrite<'_, '_> {
+    fn range(
+        &self,
+        key: &[u8],
+        end: &RangeEnd,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, EtcdError> {
+        range_at(
+            &self.apply.index,
+            self.apply.store.ks.as_ref(),
+            Some(&self.apply.overlay),
+            self.read_rev(),
+            self.apply.compact_rev,
+            key,
+            end,
+            opts,
+        )
+    }
+
+    fn rev(&self) -> i64 {
+        self.read_rev()
+    }
+
+    fn compact_rev(&self) -> i64 {
+        self.apply.compact_rev
+    }
+}

@@ -1,0 +1,195 @@
+//! The Raft log and vote on the storage engine, with group commit.
+//!
+//! `append` writes entries into the engine and hands openraft's completion callback to a
+//! flusher thread; the flusher takes every callback that has queued up, issues one engine flush
+//! and only then reports them durable. Concurrent proposals therefore share one fsync, and no
+//! entry is ever acknowledged before it is on disk. Votes are flushed before `save_vote` returns.
+
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError, Vote};
+
+use super::types::{Entry, LogId, StorageError, TypeConfig};
+use crate::storage::{Engine, Keyspace, WriteBatch};
+
+const ENTRY_PREFIX: u8 = b'e';
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_PURGED: &[u8] = b"purged";
+
+fn entry_key(index: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(ENTRY_PREFIX);
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    StorageError::IO { source: StorageIOError::new(subject, verb, AnyError::new(&e)) }
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    io_err(ErrorSubject::Logs, ErrorVerb::Read, e)
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> StorageError {
+    io_err(ErrorSubject::Logs, ErrorVerb::Write, e)
+}
+
+/// The Raft log of one member; cheap to clone (clones share the keyspace and flusher).
+#[derive(Clone)]
+pub struct LogStore {
+    ks: Arc<dyn Keyspace>,
+    engine: Arc<dyn Engine>,
+    flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
+}
+
+impl LogStore {
+    /// Opens the log in the engine's `raft` keyspace and starts its flusher thread.
+    pub fn open(engine: Arc<dyn Engine>) -> Result<Self, crate::storage::StorageError> {
+        let ks = engine.keyspace("raft")?;
+        let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
+        let flush_engine = engine.clone();
+        std::thread::Builder::new()
+            .name("oxcd-log-flush".into())
+            .spawn(move || group_commit(&*flush_engine, &rx))
+            .map_err(|e| crate::storage::StorageError::Engine {
+                action: "start the log flusher",
+                source: Box::new(e),
+            })?;
+        Ok(Self { ks, engine, flusher: tx })
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+        match self.ks.get(key).map_err(read_err)? {
+            None => Ok(None),
+            Some(bytes) => postcard::from_bytes(&bytes).map(Some).map_err(read_err),
+        }
+    }
+
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::new();
+        batch.put(key.to_vec(), postcard::to_stdvec(value).map_err(write_err)?);
+        self.ks.write(batch).map_err(write_err)
+    }
+
+    fn last_entry(&self) -> Result<Option<Entry>, StorageError> {
+        let start = entry_key(0);
+        let end = [ENTRY_PREFIX + 1];
+        match self.ks.range_rev(&start, Some(&end)).next() {
+            None => Ok(None),
+            Some(pair) => {
+                let (_, v) = pair.map_err(read_err)?;
+                postcard::from_bytes(&v).map(Some).map_err(read_err)
+            }
+        }
+    }
+}
+
+/// Flushes once for every run of queued appends, then completes all of them.
+fn group_commit(engine: &dyn Engine, rx: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = rx.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(rx.try_iter());
+        let result = engine.flush();
+        for callback in waiting {
+            let outcome = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::other(crate::error::chain(e))),
+            };
+            callback.log_io_completed(outcome);
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&i) => entry_key(i.saturating_add(1)),
+            Bound::Excluded(&i) => entry_key(i),
+            Bound::Unbounded => vec![ENTRY_PREFIX + 1],
+        };
+        let mut entries = Vec::new();
+        for pair in self.ks.range(&entry_key(start), Some(&end)) {
+            let (_, v) = pair.map_err(read_err)?;
+            entries.push(postcard::from_bytes(&v).map_err(read_err)?);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> = self.get_meta(KEY_PURGED)?;
+        let last = self.last_entry()?.map(|e| e.log_id).or(last_purged);
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
+        self.put_meta(KEY_VOTE, vote)
+            .and_then(|()| self.engine.flush().map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e)))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
+        self.get_meta(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.put_meta(KEY_COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::new();
+        for entry in entries {
+            batch.put(entry_key(entry.log_id.index), postcard::to_stdvec(&entry).map_err(write_err)?);
+        }
+        self.ks.write(batch).map_err(write_err)?;
+        self.flusher
+            .send(callback)
+            .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::new();
+        for pair in self.ks.range(&entry_key(log_id.index), Some(&[ENTRY_PREFIX + 1])) {
+            batch.delete(pair.map_err(read_err)?.0);
+        }
+        self.ks.write(batch).map_err(write_err)?;
+        // Conflicting entries must not come back after a crash.
+        self.engine.flush().map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::new();
+        batch.put(KEY_PURGED.to_vec(), postcard::to_stdvec(&log_id).map_err(write_err)?);
+        for pair in self.ks.range(&entry_key(0), Some(&entry_key(log_id.index.saturating_add(1)))) {
+            batch.delete(pair.map_err(read_err)?.0);
+        }
+        self.ks.write(batch).map_err(write_err)
+    }
+}

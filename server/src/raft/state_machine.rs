@@ -1,0 +1,196 @@
+//! The replicated state machine: applies committed log entries, in order, to the MVCC store.
+//!
+//! Each `apply` call becomes one atomic engine batch that also records the last applied log id
+//! and membership, so after a crash the member resumes exactly after the last entry whose effects
+//! are on disk and never re-applies one. Snapshots are point-in-time copies of the store's
+//! keyspace; since the store itself is durable, building one only needs a flush.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageIOError,
+    StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+
+use super::types::{Applied, Command, CommandResult, Entry, LogId, MemberNode, StorageError, TypeConfig};
+use crate::error::EtcdError;
+use crate::mvcc::{ApplyBatch, MvccStore, ops};
+use crate::proto::etcdserverpb::{CompactionResponse, ResponseHeader};
+use crate::proto::raftpb::raft_command::Command as Cmd;
+use crate::storage::Engine;
+
+const META_APPLIED: &[u8] = b"m/applied";
+const META_MEMBERSHIP: &[u8] = b"m/membership";
+
+type Membership = StoredMembership<u64, MemberNode>;
+
+fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    StorageError::IO {
+        source: StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)),
+    }
+}
+
+/// A point-in-time copy of the store as it travels in a snapshot.
+#[derive(Serialize, Deserialize)]
+struct SnapshotImage {
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The state machine of one member; clones share the store.
+#[derive(Clone)]
+pub struct StateMachine {
+    store: Arc<MvccStore>,
+    engine: Arc<dyn Engine>,
+}
+
+impl StateMachine {
+    /// A state machine applying to `store`, which lives in `engine`.
+    pub fn new(store: Arc<MvccStore>, engine: Arc<dyn Engine>) -> Self {
+        Self { store, engine }
+    }
+
+    fn applied(&self) -> Result<(Option<LogId>, Membership), StorageError> {
+        let read = |key: &[u8]| self.store.get_meta(key).map_err(|e| sm_err(ErrorVerb::Read, e));
+        let applied = match read(META_APPLIED)? {
+            Some(b) => postcard::from_bytes(&b).map_err(|e| sm_err(ErrorVerb::Read, e))?,
+            None => None,
+        };
+        let membership = match read(META_MEMBERSHIP)? {
+            Some(b) => postcard::from_bytes(&b).map_err(|e| sm_err(ErrorVerb::Read, e))?,
+            None => Membership::default(),
+        };
+        Ok((applied, membership))
+    }
+
+    fn current_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let pairs = self.store.dump().map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let (applied, membership) = self.applied()?;
+        let Some(last) = applied else { return Ok(None) };
+        let image = postcard::to_stdvec(&SnapshotImage { pairs })
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let meta = SnapshotMeta {
+            last_log_id: Some(last),
+            last_membership: membership,
+            snapshot_id: format!("{}-{}", last.leader_id, last.index),
+        };
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(image)) }))
+    }
+}
+
+/// Applies one client command; request errors become the entry's result, not a failure.
+fn apply_command(batch: &mut ApplyBatch<'_>, cmd: Command) -> CommandResult {
+    // Leases arrive with the lease service; until then no lease id exists.
+    let lease_exists = |_: i64| false;
+    let outcome = match cmd.0.command {
+        Some(Cmd::Put(p)) => {
+            let mut w = batch.request();
+            let result = if p.lease != 0 && !lease_exists(p.lease) {
+                Err(EtcdError::LeaseNotFound)
+            } else {
+                ops::put(&mut w, &p)
+            };
+            w.finish();
+            result.map(Applied::Put)
+        }
+        Some(Cmd::DeleteRange(d)) => {
+            let mut w = batch.request();
+            let result = ops::delete_range(&mut w, &d);
+            w.finish();
+            result.map(Applied::DeleteRange)
+        }
+        Some(Cmd::Txn(t)) => {
+            let mut w = batch.request();
+            let result = ops::txn(&mut w, &t, &lease_exists);
+            w.finish();
+            result.map(Applied::Txn)
+        }
+        Some(Cmd::Compaction(c)) => batch.compact(c.revision).map(|rev| {
+            Applied::Compaction(CompactionResponse {
+                header: Some(ResponseHeader { revision: rev, ..Default::default() }),
+            })
+        }),
+        None => Ok(Applied::Nothing),
+    };
+    CommandResult(outcome)
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        // The store is the snapshot: make it durable so the log before it may be purged.
+        self.engine.flush().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.current_snapshot()?.ok_or_else(|| {
+            sm_err(ErrorVerb::Read, std::io::Error::other("snapshot requested before any apply"))
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
+        self.applied()
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let mut batch = self.store.begin_apply();
+        let mut results = Vec::new();
+        let mut last = None;
+        for entry in entries {
+            last = Some(entry.log_id);
+            let result = match entry.payload {
+                EntryPayload::Blank => CommandResult::default(),
+                EntryPayload::Normal(cmd) => apply_command(&mut batch, cmd),
+                EntryPayload::Membership(m) => {
+                    let stored = Membership::new(Some(entry.log_id), m);
+                    let bytes = postcard::to_stdvec(&stored).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                    batch.put_meta(META_MEMBERSHIP, bytes);
+                    CommandResult::default()
+                }
+            };
+            results.push(result);
+        }
+        if last.is_some() {
+            let bytes = postcard::to_stdvec(&last).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            batch.put_meta(META_APPLIED, bytes);
+        }
+        batch.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, MemberNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let image: SnapshotImage = postcard::from_bytes(snapshot.get_ref())
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        self.store.replace_all(image.pairs).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let (applied, _) = self.applied()?;
+        if applied != meta.last_log_id {
+            return Err(sm_err(
+                ErrorVerb::Read,
+                std::io::Error::other("snapshot image does not match its metadata"),
+            ));
+        }
+        self.engine.flush().map_err(|e| sm_err(ErrorVerb::Write, e))
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        self.current_snapshot()
+    }
+}

@@ -1,0 +1,164 @@
+//! Wiring of one member: data dir, engine, store, Raft, the gRPC listeners and background tasks,
+//! and an orderly shutdown that leaves everything flushed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::api::cluster::ClusterService;
+use crate::api::kv::KvService;
+use crate::api::maintenance::MaintenanceService;
+use crate::api::unimplemented::{PendingAuth, PendingLease, PendingWatch};
+use crate::api::{Limits, Member};
+use crate::config::{ConfigError, MemberConfig, listen_addr};
+use crate::datadir::{DataDir, DataDirError, fresh_identity};
+use crate::mvcc::MvccStore;
+use crate::proto::etcdserverpb::{
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
+use crate::raft::{MemberNode, RaftSettings, StartError};
+use crate::storage::sled_engine::SledEngine;
+use crate::storage::{Engine, StorageError};
+
+/// gRPC framing allowance on top of `--max-request-bytes`, as etcd grants.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Why a member could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A flag value is invalid.
+    #[error("invalid configuration")]
+    Config(#[from] ConfigError),
+    /// The data dir cannot be used.
+    #[error("cannot use the data dir")]
+    DataDir(#[from] DataDirError),
+    /// The storage engine failed to open (a corrupt or foreign database).
+    #[error("failed to open the store at {path}")]
+    Storage {
+        /// Database directory.
+        path: std::path::PathBuf,
+        /// Engine error.
+        #[source]
+        source: StorageError,
+    },
+    /// Raft failed to start.
+    #[error("failed to start replication")]
+    Raft(#[from] StartError),
+    /// A listener could not be bound.
+    #[error("failed to listen on {url}")]
+    Listen {
+        /// The URL from the flags.
+        url: String,
+        /// The bind error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A listener failed while serving.
+    #[error("client listener failed")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+async fn bind_all(urls: &[String]) -> Result<Vec<TcpListener>, ServerError> {
+    let mut listeners = Vec::new();
+    for url in urls {
+        let host_port = listen_addr("--listen-client-urls", url)?;
+        let listen_err = |source| ServerError::Listen { url: url.clone(), source };
+        let mut addrs: Vec<SocketAddr> =
+            tokio::net::lookup_host(&host_port).await.map_err(listen_err)?.collect();
+        addrs.sort();
+        addrs.dedup();
+        for addr in addrs {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Listen { url: url.clone(), source })?;
+            tracing::info!(%addr, "serving client requests");
+            listeners.push(listener);
+        }
+    }
+    Ok(listeners)
+}
+
+/// Opens the member described by `cfg` and serves until `shutdown` resolves.
+pub async fn run(
+    cfg: MemberConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    cfg.validate()?;
+    let identity = fresh_identity(&cfg.name, &cfg.initial_advertise_peer_urls, &cfg.initial_cluster_token);
+    let data_dir = DataDir::open(&cfg.data_dir(), identity)?;
+    let db_path = data_dir.db_path();
+    let engine: Arc<dyn Engine> = Arc::new(
+        SledEngine::open(&db_path, cfg.backend_cache_bytes)
+            .map_err(|source| ServerError::Storage { path: db_path.clone(), source })?,
+    );
+    let mvcc_ks = engine
+        .keyspace("mvcc")
+        .map_err(|source| ServerError::Storage { path: db_path.clone(), source })?;
+    let store = Arc::new(
+        MvccStore::open(mvcc_ks).map_err(|source| ServerError::Storage { path: db_path.clone(), source })?,
+    );
+    let node = MemberNode {
+        name: cfg.name.clone(),
+        peer_urls: cfg.initial_advertise_peer_urls.clone(),
+        client_urls: cfg.advertise_client_urls.clone(),
+    };
+    let settings = RaftSettings {
+        heartbeat_ms: cfg.heartbeat_interval,
+        election_ms: cfg.election_timeout,
+        snapshot_count: cfg.snapshot_count.max(1),
+    };
+    let identity = data_dir.identity.clone();
+    let raft = crate::raft::start(identity.member_id, node, engine.clone(), store.clone(), &settings).await?;
+    let member = Arc::new(Member {
+        raft: raft.clone(),
+        store,
+        engine: engine.clone(),
+        identity,
+        limits: Limits {
+            max_request_bytes: cfg.max_request_bytes as usize,
+            max_txn_ops: cfg.max_txn_ops as usize,
+            quota_bytes: cfg.quota_bytes(),
+        },
+    });
+    let compactor = tokio::spawn(crate::compactor::run(member.clone(), cfg.retention()?));
+
+    let listeners = bind_all(&cfg.listen_client_urls).await?;
+    let max_decode = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let router = Server::builder()
+            .add_service(KvServer::new(KvService::new(member.clone())).max_decoding_message_size(max_decode))
+            .add_service(WatchServer::new(PendingWatch).max_decoding_message_size(max_decode))
+            .add_service(LeaseServer::new(PendingLease))
+            .add_service(ClusterServer::new(ClusterService::new(member.clone())))
+            .add_service(MaintenanceServer::new(MaintenanceService::new(member.clone())))
+            .add_service(AuthServer::new(PendingAuth));
+        let mut stop = stop_rx.clone();
+        servers.spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
+    tracing::info!(name = %cfg.name, member_id = %format!("{:x}", member.identity.member_id), "ready to serve client requests");
+
+    let outcome = tokio::select! {
+        () = shutdown => Ok(()),
+        Some(joined) = servers.join_next() => match joined {
+            Ok(Err(e)) => Err(ServerError::Serve(e)),
+            _ => Ok(()),
+        },
+    };
+    let _ = stop_tx.send(true);
+    while servers.join_next().await.is_some() {}
+    compactor.abort();
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "raft did not shut down cleanly");
+    }
+    engine.flush().map_err(|source| ServerError::Storage { path: db_path, source })?;
+    tracing::info!("stopped");
+    outcome
+}
