@@ -2,7 +2,10 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = ["proto/rpc.proto", "proto/raftcmd.proto"];
-    for p in protos.iter().chain(["proto/kv.proto", "proto/auth.proto"].iter()) {
+    for p in protos
+        .iter()
+        .chain(["proto/kv.proto", "proto/auth.proto"].iter())
+    {
         println!("cargo:rerun-if-changed={p}");
     }
     let descriptors = protox::compile(protos, ["proto"])?;

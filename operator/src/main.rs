@@ -5,7 +5,11 @@ use clap::Parser;
 
 /// Command line of the oxcd operator.
 #[derive(Debug, Parser)]
-#[command(name = "oxcd-operator", version, about = "Kubernetes operator for oxcd clusters")]
+#[command(
+    name = "oxcd-operator",
+    version,
+    about = "Kubernetes operator for oxcd clusters"
+)]
 struct Args {}
 
 fn main() -> anyhow::Result<()> {

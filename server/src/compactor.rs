@@ -25,7 +25,10 @@ pub struct PeriodicPolicy {
 impl PeriodicPolicy {
     /// A policy keeping `retention` of history.
     pub fn new(retention: Duration) -> Self {
-        Self { retention, samples: VecDeque::new() }
+        Self {
+            retention,
+            samples: VecDeque::new(),
+        }
     }
 
     /// How often to sample: a tenth of the retention, at least every 100 ms.
@@ -43,7 +46,11 @@ impl PeriodicPolicy {
             }
             target = Some(r);
             // Keep the sample itself until a newer one is also old enough.
-            if self.samples.get(1).is_some_and(|&(next, _)| now.duration_since(next) >= self.retention) {
+            if self
+                .samples
+                .get(1)
+                .is_some_and(|&(next, _)| now.duration_since(next) >= self.retention)
+            {
                 self.samples.pop_front();
             } else {
                 break;
@@ -66,7 +73,9 @@ pub async fn run(member: Arc<Member>, retention: Retention) {
         Retention::Period(d) => Some(PeriodicPolicy::new(d)),
         Retention::Revisions(_) => None,
     };
-    let tick = periodic.as_ref().map_or(REVISION_CHECK, PeriodicPolicy::tick);
+    let tick = periodic
+        .as_ref()
+        .map_or(REVISION_CHECK, PeriodicPolicy::tick);
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -77,12 +86,16 @@ pub async fn run(member: Arc<Member>, retention: Retention) {
             (None, Retention::Revisions(keep)) => revision_target(current, keep),
             _ => None,
         };
-        let is_leader = member.raft.metrics().borrow().current_leader == Some(member.identity.member_id);
+        let is_leader =
+            member.raft.metrics().borrow().current_leader == Some(member.identity.member_id);
         let Some(target) = target else { continue };
         if !is_leader || target <= member.store.compact_rev() {
             continue;
         }
-        let request = CompactionRequest { revision: target, physical: false };
+        let request = CompactionRequest {
+            revision: target,
+            physical: false,
+        };
         match member.propose(Command::Compaction(request)).await {
             Ok(_) => tracing::info!(revision = target, "auto-compaction finished"),
             Err(e) => tracing::warn!(revision = target, error = %e, "auto-compaction failed"),

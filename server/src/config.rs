@@ -26,7 +26,11 @@ pub enum InitialClusterState {
 
 /// The flags of an oxcd member (a subset of etcd's, growing with the server).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "oxcd", version, about = "An etcd v3 compatible key-value store")]
+#[command(
+    name = "oxcd",
+    version,
+    about = "An etcd v3 compatible key-value store"
+)]
 pub struct MemberConfig {
     /// Human-readable name of this member.
     #[arg(long, env = "ETCD_NAME", default_value = "default")]
@@ -35,25 +39,54 @@ pub struct MemberConfig {
     #[arg(long, env = "ETCD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// URLs to listen on for client traffic (comma-separated).
-    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://localhost:2379",
+        value_delimiter = ','
+    )]
     pub listen_client_urls: Vec<String>,
     /// Client URLs advertised to the cluster and clients (comma-separated).
-    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://localhost:2379",
+        value_delimiter = ','
+    )]
     pub advertise_client_urls: Vec<String>,
     /// URLs to listen on for peer traffic (comma-separated).
-    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://localhost:2380",
+        value_delimiter = ','
+    )]
     pub listen_peer_urls: Vec<String>,
     /// This member's peer URLs advertised to the cluster (comma-separated).
-    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://localhost:2380", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://localhost:2380",
+        value_delimiter = ','
+    )]
     pub initial_advertise_peer_urls: Vec<String>,
     /// Initial cluster configuration for bootstrapping: `name=peerURL,...`.
     #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
     pub initial_cluster: Option<String>,
     /// Initial cluster state.
-    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", value_enum, default_value = "new")]
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER_STATE",
+        value_enum,
+        default_value = "new"
+    )]
     pub initial_cluster_state: InitialClusterState,
     /// Initial cluster token, distinguishing clusters bootstrapped from the same configuration.
-    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
     pub initial_cluster_token: String,
     /// Maximum client request size in bytes the server accepts.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
@@ -65,7 +98,12 @@ pub struct MemberConfig {
     #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
     pub quota_backend_bytes: i64,
     /// Interpretation of `--auto-compaction-retention`.
-    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", value_enum, default_value = "periodic")]
+    #[arg(
+        long,
+        env = "ETCD_AUTO_COMPACTION_MODE",
+        value_enum,
+        default_value = "periodic"
+    )]
     pub auto_compaction_mode: AutoCompactionMode,
     /// History to keep: a duration (`30m`, `1h`; bare number = hours) or a revision count; 0 = off.
     #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
@@ -91,7 +129,9 @@ pub struct MemberConfig {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     /// An auto-compaction retention that is neither a duration nor a number.
-    #[error("invalid --auto-compaction-retention {value:?}: expected a duration like 1h or 30m, or a number")]
+    #[error(
+        "invalid --auto-compaction-retention {value:?}: expected a duration like 1h or 30m, or a number"
+    )]
     Retention {
         /// The value given.
         value: String,
@@ -105,7 +145,9 @@ pub enum ConfigError {
         value: String,
     },
     /// `--election-timeout` must exceed five heartbeats, as etcd requires.
-    #[error("--election-timeout[{election}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat}ms]")]
+    #[error(
+        "--election-timeout[{election}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat}ms]"
+    )]
     Timing {
         /// Election timeout in ms.
         election: u64,
@@ -131,18 +173,26 @@ pub const DEFAULT_QUOTA_BYTES: i64 = 2 << 30;
 impl MemberConfig {
     /// The data directory, defaulting to `<name>.oxcd`.
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.oxcd", self.name)))
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.oxcd", self.name)))
     }
 
     /// The effective backend quota.
     pub fn quota_bytes(&self) -> i64 {
-        if self.quota_backend_bytes <= 0 { DEFAULT_QUOTA_BYTES } else { self.quota_backend_bytes }
+        if self.quota_backend_bytes <= 0 {
+            DEFAULT_QUOTA_BYTES
+        } else {
+            self.quota_backend_bytes
+        }
     }
 
     /// Checks cross-flag rules and parses the retention.
     pub fn retention(&self) -> Result<Retention, ConfigError> {
         let value = self.auto_compaction_retention.trim();
-        let bad = || ConfigError::Retention { value: value.to_string() };
+        let bad = || ConfigError::Retention {
+            value: value.to_string(),
+        };
         if let Ok(n) = value.parse::<i64>() {
             if n < 0 {
                 return Err(bad());
@@ -150,16 +200,20 @@ impl MemberConfig {
             return Ok(match (n, self.auto_compaction_mode) {
                 (0, _) => Retention::Off,
                 (n, AutoCompactionMode::Revision) => Retention::Revisions(n),
-                (n, AutoCompactionMode::Periodic) => {
-                    Retention::Period(Duration::from_secs(u64::try_from(n).map_err(|_| bad())? * 3600))
-                }
+                (n, AutoCompactionMode::Periodic) => Retention::Period(Duration::from_secs(
+                    u64::try_from(n).map_err(|_| bad())? * 3600,
+                )),
             });
         }
         if self.auto_compaction_mode == AutoCompactionMode::Revision {
             return Err(bad());
         }
         let d = parse_duration(value).ok_or_else(bad)?;
-        Ok(if d.is_zero() { Retention::Off } else { Retention::Period(d) })
+        Ok(if d.is_zero() {
+            Retention::Off
+        } else {
+            Retention::Period(d)
+        })
     }
 
     /// Validates flag combinations.
@@ -189,7 +243,9 @@ fn parse_duration(s: &str) -> Option<Duration> {
         let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
         let (num, tail) = rest.split_at(num_len);
         let num: f64 = num.parse().ok()?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let scale = match unit {
             "ms" => 0.001,
@@ -206,7 +262,10 @@ fn parse_duration(s: &str) -> Option<Duration> {
 
 /// Turns `http://host:port` into something a listener can bind.
 pub fn listen_addr(flag: &'static str, url: &str) -> Result<String, ConfigError> {
-    let bad = || ConfigError::Url { flag, value: url.to_string() };
+    let bad = || ConfigError::Url {
+        flag,
+        value: url.to_string(),
+    };
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
@@ -239,16 +298,27 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<MemberConfig, clap::Error> {
-        let argv = std::iter::once("oxcd").chain(args.iter().copied()).map(String::from);
+        let argv = std::iter::once("oxcd")
+            .chain(args.iter().copied())
+            .map(String::from);
         MemberConfig::try_parse_from(normalize_args(argv))
     }
 
     #[test]
     fn etcd_style_flags_parse_with_single_or_double_dash() {
-        let c = parse(&["-name", "m1", "--data-dir=/tmp/x", "--auto-compaction-retention=30m"]).unwrap();
+        let c = parse(&[
+            "-name",
+            "m1",
+            "--data-dir=/tmp/x",
+            "--auto-compaction-retention=30m",
+        ])
+        .unwrap();
         assert_eq!(c.name, "m1");
         assert_eq!(c.data_dir(), PathBuf::from("/tmp/x"));
-        assert_eq!(c.retention().unwrap(), Retention::Period(Duration::from_secs(1800)));
+        assert_eq!(
+            c.retention().unwrap(),
+            Retention::Period(Duration::from_secs(1800))
+        );
     }
 
     #[test]
@@ -260,12 +330,25 @@ mod tests {
     #[test]
     fn bare_periodic_retention_means_hours_and_revision_mode_counts() {
         let c = parse(&["--auto-compaction-retention", "2"]).unwrap();
-        assert_eq!(c.retention().unwrap(), Retention::Period(Duration::from_secs(7200)));
-        let c = parse(&["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1000"])
-            .unwrap();
+        assert_eq!(
+            c.retention().unwrap(),
+            Retention::Period(Duration::from_secs(7200))
+        );
+        let c = parse(&[
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "1000",
+        ])
+        .unwrap();
         assert_eq!(c.retention().unwrap(), Retention::Revisions(1000));
-        let c = parse(&["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"])
-            .unwrap();
+        let c = parse(&[
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "1h",
+        ])
+        .unwrap();
         assert!(c.retention().is_err());
     }
 
@@ -277,7 +360,10 @@ mod tests {
 
     #[test]
     fn listen_urls_become_bind_addresses() {
-        assert_eq!(listen_addr("f", "http://127.0.0.1:2379").unwrap(), "127.0.0.1:2379");
+        assert_eq!(
+            listen_addr("f", "http://127.0.0.1:2379").unwrap(),
+            "127.0.0.1:2379"
+        );
         assert!(listen_addr("f", "127.0.0.1:2379").is_err());
     }
 }

@@ -32,7 +32,9 @@ pub struct Identity {
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
     /// The directory holds an etcd member.
-    #[error("data dir {path} holds an etcd member (member/): oxcd does not read etcd's on-disk format; use an empty data dir and restore an etcd snapshot into it")]
+    #[error(
+        "data dir {path} holds an etcd member (member/): oxcd does not read etcd's on-disk format; use an empty data dir and restore an etcd snapshot into it"
+    )]
     EtcdData {
         /// The data dir.
         path: PathBuf,
@@ -57,7 +59,9 @@ pub enum DataDirError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The data dir belongs to another member or cluster.
-    #[error("data dir {path} belongs to member {found_name:?} of cluster token {found_token:?}, not {name:?} of {token:?}")]
+    #[error(
+        "data dir {path} belongs to member {found_name:?} of cluster token {found_token:?}, not {name:?} of {token:?}"
+    )]
     Mismatch {
         /// The data dir.
         path: PathBuf,
@@ -125,7 +129,11 @@ impl DataDir {
     pub fn open(root: &Path, fresh: Identity) -> Result<Self, DataDirError> {
         let io = |action| {
             let path = root.to_path_buf();
-            move |source| DataDirError::Io { action, path, source }
+            move |source| DataDirError::Io {
+                action,
+                path,
+                source,
+            }
         };
         fs::create_dir_all(root).map_err(io("create the directory"))?;
         let mut entries: Vec<String> = fs::read_dir(root)
@@ -135,12 +143,18 @@ impl DataDir {
             .collect();
         entries.sort();
         if entries.iter().any(|e| e == "member") {
-            return Err(DataDirError::EtcdData { path: root.to_path_buf() });
+            return Err(DataDirError::EtcdData {
+                path: root.to_path_buf(),
+            });
         }
-        if let Some(entry) =
-            entries.iter().find(|e| *e != OXCD_DIR && *e != "lost+found" && !e.starts_with('.'))
+        if let Some(entry) = entries
+            .iter()
+            .find(|e| *e != OXCD_DIR && *e != "lost+found" && !e.starts_with('.'))
         {
-            return Err(DataDirError::Foreign { path: root.to_path_buf(), entry: entry.clone() });
+            return Err(DataDirError::Foreign {
+                path: root.to_path_buf(),
+                entry: entry.clone(),
+            });
         }
         let dir = root.join(OXCD_DIR);
         let identity_path = dir.join(IDENTITY_FILE);
@@ -151,7 +165,8 @@ impl DataDir {
         };
         let identity = if dir.exists() {
             let text = fs::read(&identity_path).map_err(|e| corrupt(Box::new(e)))?;
-            let found: Identity = serde_json::from_slice(&text).map_err(|e| corrupt(Box::new(e)))?;
+            let found: Identity =
+                serde_json::from_slice(&text).map_err(|e| corrupt(Box::new(e)))?;
             if found.format != FORMAT {
                 return Err(corrupt(format!("unknown format {}", found.format).into()));
             }
@@ -170,12 +185,19 @@ impl DataDir {
             let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
             let body = serde_json::to_vec_pretty(&fresh).map_err(|e| corrupt(Box::new(e)))?;
             let mut file = fs::File::create(&tmp).map_err(io("write the identity"))?;
-            file.write_all(&body).and_then(|()| file.sync_all()).map_err(io("write the identity"))?;
+            file.write_all(&body)
+                .and_then(|()| file.sync_all())
+                .map_err(io("write the identity"))?;
             fs::rename(&tmp, &identity_path).map_err(io("write the identity"))?;
-            fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io("sync oxcd/"))?;
+            fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io("sync oxcd/"))?;
             fresh
         };
-        Ok(Self { root: root.to_path_buf(), identity })
+        Ok(Self {
+            root: root.to_path_buf(),
+            identity,
+        })
     }
 
     /// Directory of the storage engine.
@@ -217,13 +239,22 @@ mod tests {
     fn etcd_and_foreign_and_mismatched_dirs_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
         fs::create_dir(tmp.path().join("member")).unwrap();
-        assert!(matches!(DataDir::open(tmp.path(), ident("a")), Err(DataDirError::EtcdData { .. })));
+        assert!(matches!(
+            DataDir::open(tmp.path(), ident("a")),
+            Err(DataDirError::EtcdData { .. })
+        ));
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join("PG_VERSION"), "15").unwrap();
-        assert!(matches!(DataDir::open(tmp.path(), ident("a")), Err(DataDirError::Foreign { .. })));
+        assert!(matches!(
+            DataDir::open(tmp.path(), ident("a")),
+            Err(DataDirError::Foreign { .. })
+        ));
         let tmp = tempfile::tempdir().unwrap();
         DataDir::open(tmp.path(), ident("a")).unwrap();
-        assert!(matches!(DataDir::open(tmp.path(), ident("b")), Err(DataDirError::Mismatch { .. })));
+        assert!(matches!(
+            DataDir::open(tmp.path(), ident("b")),
+            Err(DataDirError::Mismatch { .. })
+        ));
     }
 
     #[test]
@@ -231,6 +262,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         DataDir::open(tmp.path(), ident("a")).unwrap();
         fs::write(tmp.path().join("oxcd").join(IDENTITY_FILE), "{not json").unwrap();
-        assert!(matches!(DataDir::open(tmp.path(), ident("a")), Err(DataDirError::Corrupt { .. })));
+        assert!(matches!(
+            DataDir::open(tmp.path(), ident("a")),
+            Err(DataDirError::Corrupt { .. })
+        ));
     }
 }

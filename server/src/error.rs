@@ -109,13 +109,19 @@ mod tests {
     fn compacted_maps_to_out_of_range_with_etcd_message() {
         let status = Status::from(EtcdError::Compacted);
         assert_eq!(status.code(), Code::OutOfRange);
-        assert_eq!(status.message(), "etcdserver: mvcc: required revision has been compacted");
+        assert_eq!(
+            status.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
     }
 
     #[test]
     fn duplicate_key_is_invalid_argument() {
         let status = Status::from(EtcdError::DuplicateKey);
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert_eq!(status.message(), "etcdserver: duplicate key given in txn request");
+        assert_eq!(
+            status.message(),
+            "etcdserver: duplicate key given in txn request"
+        );
     }
 }

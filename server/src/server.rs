@@ -66,15 +66,23 @@ async fn bind_all(urls: &[String]) -> Result<Vec<TcpListener>, ServerError> {
     let mut listeners = Vec::new();
     for url in urls {
         let host_port = listen_addr("--listen-client-urls", url)?;
-        let listen_err = |source| ServerError::Listen { url: url.clone(), source };
-        let mut addrs: Vec<SocketAddr> =
-            tokio::net::lookup_host(&host_port).await.map_err(listen_err)?.collect();
+        let listen_err = |source| ServerError::Listen {
+            url: url.clone(),
+            source,
+        };
+        let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host(&host_port)
+            .await
+            .map_err(listen_err)?
+            .collect();
         addrs.sort();
         addrs.dedup();
         for addr in addrs {
             let listener = TcpListener::bind(addr)
                 .await
-                .map_err(|source| ServerError::Listen { url: url.clone(), source })?;
+                .map_err(|source| ServerError::Listen {
+                    url: url.clone(),
+                    source,
+                })?;
             tracing::info!(%addr, "serving client requests");
             listeners.push(listener);
         }
@@ -88,18 +96,32 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     cfg.validate()?;
-    let identity = fresh_identity(&cfg.name, &cfg.initial_advertise_peer_urls, &cfg.initial_cluster_token);
+    let identity = fresh_identity(
+        &cfg.name,
+        &cfg.initial_advertise_peer_urls,
+        &cfg.initial_cluster_token,
+    );
     let data_dir = DataDir::open(&cfg.data_dir(), identity)?;
     let db_path = data_dir.db_path();
     let engine: Arc<dyn Engine> = Arc::new(
-        SledEngine::open(&db_path, cfg.backend_cache_bytes)
-            .map_err(|source| ServerError::Storage { path: db_path.clone(), source })?,
+        SledEngine::open(&db_path, cfg.backend_cache_bytes).map_err(|source| {
+            ServerError::Storage {
+                path: db_path.clone(),
+                source,
+            }
+        })?,
     );
     let mvcc_ks = engine
         .keyspace("mvcc")
-        .map_err(|source| ServerError::Storage { path: db_path.clone(), source })?;
+        .map_err(|source| ServerError::Storage {
+            path: db_path.clone(),
+            source,
+        })?;
     let store = Arc::new(
-        MvccStore::open(mvcc_ks).map_err(|source| ServerError::Storage { path: db_path.clone(), source })?,
+        MvccStore::open(mvcc_ks).map_err(|source| ServerError::Storage {
+            path: db_path.clone(),
+            source,
+        })?,
     );
     let node = MemberNode {
         name: cfg.name.clone(),
@@ -112,7 +134,14 @@ pub async fn run(
         snapshot_count: cfg.snapshot_count.max(1),
     };
     let identity = data_dir.identity.clone();
-    let raft = crate::raft::start(identity.member_id, node, engine.clone(), store.clone(), &settings).await?;
+    let raft = crate::raft::start(
+        identity.member_id,
+        node,
+        engine.clone(),
+        store.clone(),
+        &settings,
+    )
+    .await?;
     let member = Arc::new(Member {
         raft: raft.clone(),
         store,
@@ -132,16 +161,23 @@ pub async fn run(
     let mut servers = tokio::task::JoinSet::new();
     for listener in listeners {
         let router = Server::builder()
-            .add_service(KvServer::new(KvService::new(member.clone())).max_decoding_message_size(max_decode))
+            .add_service(
+                KvServer::new(KvService::new(member.clone())).max_decoding_message_size(max_decode),
+            )
             .add_service(WatchServer::new(PendingWatch).max_decoding_message_size(max_decode))
             .add_service(LeaseServer::new(PendingLease))
             .add_service(ClusterServer::new(ClusterService::new(member.clone())))
-            .add_service(MaintenanceServer::new(MaintenanceService::new(member.clone())))
+            .add_service(MaintenanceServer::new(MaintenanceService::new(
+                member.clone(),
+            )))
             .add_service(AuthServer::new(PendingAuth));
         let mut stop = stop_rx.clone();
-        servers.spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }));
+        servers.spawn(router.serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ));
     }
     tracing::info!(name = %cfg.name, member_id = %format!("{:x}", member.identity.member_id), "ready to serve client requests");
 
@@ -158,7 +194,10 @@ pub async fn run(
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not shut down cleanly");
     }
-    engine.flush().map_err(|source| ServerError::Storage { path: db_path, source })?;
+    engine.flush().map_err(|source| ServerError::Storage {
+        path: db_path,
+        source,
+    })?;
     tracing::info!("stopped");
     outcome
 }

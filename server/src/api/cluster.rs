@@ -31,7 +31,13 @@ impl Cluster for ClusterService {
         if request.get_ref().linearizable {
             self.member.linearizable().await?;
         }
-        let membership = self.member.raft.metrics().borrow().membership_config.clone();
+        let membership = self
+            .member
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .clone();
         let config = membership.membership();
         let members = config
             .nodes()
@@ -43,7 +49,9 @@ impl Cluster for ClusterService {
                 is_learner: !config.voter_ids().any(|v| v == *id),
             })
             .collect();
-        let header = self.member.header(crate::mvcc::KvRead::rev(self.member.store.as_ref()));
+        let header = self
+            .member
+            .header(crate::mvcc::KvRead::rev(self.member.store.as_ref()));
         Ok(Response::new(MemberListResponse { header, members }))
     }
 }

@@ -31,7 +31,10 @@ impl KvService {
 
 /// etcd serves a Txn without the log when every top-level operation is a Range.
 fn is_read_only(t: &TxnRequest) -> bool {
-    t.success.iter().chain(&t.failure).all(|op| matches!(op.request, Some(Op::RequestRange(_))))
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| matches!(op.request, Some(Op::RequestRange(_))))
 }
 
 /// A read-only Txn may skip the ReadIndex barrier only when every Range is serializable.
@@ -44,7 +47,10 @@ fn is_serializable(t: &TxnRequest) -> bool {
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
         let r = request.into_inner();
         check::range(&r)?;
         if !r.serializable {

@@ -31,7 +31,9 @@ impl Maintenance for MaintenanceService {
         let db_size = self.member.engine.size_on_disk().map_err(EtcdError::from)?;
         let db_size = i64::try_from(db_size).unwrap_or(i64::MAX);
         let metrics = self.member.raft.metrics().borrow().clone();
-        let header = self.member.header(crate::mvcc::KvRead::rev(self.member.store.as_ref()));
+        let header = self
+            .member
+            .header(crate::mvcc::KvRead::rev(self.member.store.as_ref()));
         Ok(Response::new(StatusResponse {
             header,
             version: ETCD_API_VERSION.to_string(),

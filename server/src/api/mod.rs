@@ -83,7 +83,9 @@ impl Member {
 
     /// Sends a mutating request through the log and returns what applying it produced.
     pub async fn propose(&self, command: raft_command::Command) -> Result<Applied, EtcdError> {
-        let command = RaftCommand { command: Some(command) };
+        let command = RaftCommand {
+            command: Some(command),
+        };
         if command.encoded_len() > self.limits.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
@@ -108,5 +110,6 @@ pub fn expect_applied<T>(
     pick: impl FnOnce(Applied) -> Option<T>,
 ) -> Result<T, EtcdError> {
     let what = format!("{applied:?}");
-    pick(applied).ok_or_else(|| EtcdError::Internal(format!("oxcd: unexpected apply result {what}")))
+    pick(applied)
+        .ok_or_else(|| EtcdError::Internal(format!("oxcd: unexpected apply result {what}")))
 }

@@ -107,12 +107,17 @@ fn intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Deleted>), Etcd
             } else {
                 d.range_end.clone()
             };
-            dels.push(Deleted { start: d.key.clone(), end });
+            dels.push(Deleted {
+                start: d.key.clone(),
+                end,
+            });
         }
     }
     let mut puts: HashSet<Vec<u8>> = HashSet::new();
     for op in ops {
-        let Some(Request::RequestTxn(t)) = &op.request else { continue };
+        let Some(Request::RequestTxn(t)) = &op.request else {
+            continue;
+        };
         let (puts_then, dels_then) = intervals(&t.success)?;
         let (puts_else, dels_else) = intervals(&t.failure)?;
         for k in &puts_then {
@@ -132,7 +137,9 @@ fn intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Deleted>), Etcd
         dels.extend(dels_else);
     }
     for op in ops {
-        let Some(Request::RequestPut(p)) = &op.request else { continue };
+        let Some(Request::RequestPut(p)) = &op.request else {
+            continue;
+        };
         if puts.contains(&p.key) || any_covers(&dels, &p.key) {
             return Err(EtcdError::DuplicateKey);
         }
@@ -166,7 +173,11 @@ mod tests {
     }
 
     fn txn_of(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> TxnRequest {
-        TxnRequest { compare: vec![], success, failure }
+        TxnRequest {
+            compare: vec![],
+            success,
+            failure,
+        }
     }
 
     #[test]
@@ -179,14 +190,20 @@ mod tests {
     fn a_put_inside_a_deleted_range_is_a_duplicate_but_deletes_may_overlap() {
         let t = txn_of(vec![del_op("a", "c"), put_op("b")], vec![]);
         assert_eq!(txn(&t, 128), Err(EtcdError::DuplicateKey));
-        let t = txn_of(vec![del_op("a", "c"), del_op("b", "d"), put_op("e")], vec![]);
+        let t = txn_of(
+            vec![del_op("a", "c"), del_op("b", "d"), put_op("e")],
+            vec![],
+        );
         assert_eq!(txn(&t, 128), Ok(()));
     }
 
     #[test]
     fn nested_then_and_else_may_put_the_same_key_but_not_the_parent() {
         let nested = RequestOp {
-            request: Some(Request::RequestTxn(txn_of(vec![put_op("k")], vec![put_op("k")]))),
+            request: Some(Request::RequestTxn(txn_of(
+                vec![put_op("k")],
+                vec![put_op("k")],
+            ))),
         };
         assert_eq!(txn(&txn_of(vec![nested.clone()], vec![]), 128), Ok(()));
         let t = txn_of(vec![nested, put_op("k")], vec![]);

@@ -102,10 +102,10 @@ impl KeyIndex {
         };
         let range = self.keys.range::<[u8], _>((Bound::Included(start), upper));
         for (key, history) in range {
-            if let Some(entry) = live_at(history, at) {
-                if !visit(key, entry) {
-                    return;
-                }
+            if let Some(entry) = live_at(history, at)
+                && !visit(key, entry)
+            {
+                return;
             }
         }
     }
@@ -127,12 +127,19 @@ impl KeyIndex {
         let mut removable = Vec::new();
         self.keys.retain(|_, history| {
             let n = history.partition_point(|e| e.rev.main <= at);
-            let keep_from = match n.checked_sub(1).and_then(|i| history.get(i).map(|e| (i, e))) {
+            let keep_from = match n
+                .checked_sub(1)
+                .and_then(|i| history.get(i).map(|e| (i, e)))
+            {
                 Some((i, e)) if e.is_tombstone() => i + 1,
                 Some((i, _)) => i,
                 None => 0,
             };
-            removable.extend(history.drain(..keep_from).map(|e| (e.rev, e.is_tombstone())));
+            removable.extend(
+                history
+                    .drain(..keep_from)
+                    .map(|e| (e.rev, e.is_tombstone())),
+            );
             !history.is_empty()
         });
         removable
@@ -144,11 +151,21 @@ mod tests {
     use super::*;
 
     fn put(main: i64, create: i64, version: i64) -> IndexEntry {
-        IndexEntry { rev: Revision::new(main, 0), create, version, lease: 0 }
+        IndexEntry {
+            rev: Revision::new(main, 0),
+            create,
+            version,
+            lease: 0,
+        }
     }
 
     fn tomb(main: i64) -> IndexEntry {
-        IndexEntry { rev: Revision::new(main, 0), create: 0, version: 0, lease: 0 }
+        IndexEntry {
+            rev: Revision::new(main, 0),
+            create: 0,
+            version: 0,
+            lease: 0,
+        }
     }
 
     #[test]

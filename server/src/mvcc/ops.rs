@@ -11,12 +11,16 @@ use crate::proto::etcdserverpb::{
     Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
     RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse, compare,
     range_request::{SortOrder, SortTarget},
-    request_op::Request, response_op::Response,
+    request_op::Request,
+    response_op::Response,
 };
 use crate::proto::mvccpb::KeyValue;
 
 fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader { revision, ..Default::default() })
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
 }
 
 /// Serves a Range request from `view` with etcd's filtering, sorting and limit rules.
@@ -27,7 +31,11 @@ pub fn range(view: &impl KvRead, r: &RangeRequest) -> Result<RangeResponse, Etcd
         || r.min_create_revision != 0
         || r.max_create_revision != 0;
     // One extra key tells whether there are more; filters and sorting need every key.
-    let limit = if filtered || r.limit <= 0 { 0 } else { r.limit.saturating_add(1) };
+    let limit = if filtered || r.limit <= 0 {
+        0
+    } else {
+        r.limit.saturating_add(1)
+    };
     let opts = RangeOptions {
         limit: usize::try_from(limit).unwrap_or(usize::MAX),
         rev: r.revision,
@@ -69,18 +77,24 @@ pub fn range(view: &impl KvRead, r: &RangeRequest) -> Result<RangeResponse, Etcd
     }
 
     let mut more = false;
-    if let Ok(limit) = usize::try_from(r.limit) {
-        if limit > 0 && rr.kvs.len() > limit {
-            rr.kvs.truncate(limit);
-            more = true;
-        }
+    if let Ok(limit) = usize::try_from(r.limit)
+        && limit > 0
+        && rr.kvs.len() > limit
+    {
+        rr.kvs.truncate(limit);
+        more = true;
     }
     if r.keys_only {
         for kv in &mut rr.kvs {
             kv.value.clear();
         }
     }
-    Ok(RangeResponse { header: header(rr.rev), kvs: rr.kvs, more, count: rr.count })
+    Ok(RangeResponse {
+        header: header(rr.rev),
+        kvs: rr.kvs,
+        more,
+        count: rr.count,
+    })
 }
 
 fn current(view: &impl KvRead, key: &[u8]) -> Result<Option<KeyValue>, EtcdError> {
@@ -90,7 +104,11 @@ fn current(view: &impl KvRead, key: &[u8]) -> Result<Option<KeyValue>, EtcdError
 
 /// Applies a Put (already validated against the lessor) inside `w`.
 pub fn put(w: &mut impl KvWrite, p: &PutRequest) -> Result<PutResponse, EtcdError> {
-    let prev = if p.ignore_value || p.ignore_lease || p.prev_kv { current(w, &p.key)? } else { None };
+    let prev = if p.ignore_value || p.ignore_lease || p.prev_kv {
+        current(w, &p.key)?
+    } else {
+        None
+    };
     if (p.ignore_value || p.ignore_lease) && prev.is_none() {
         return Err(EtcdError::KeyNotFound);
     }
@@ -103,7 +121,10 @@ pub fn put(w: &mut impl KvWrite, p: &PutRequest) -> Result<PutResponse, EtcdErro
         _ => p.lease,
     };
     let rev = w.put(&p.key, value, lease)?;
-    Ok(PutResponse { header: header(rev), prev_kv: if p.prev_kv { prev } else { None } })
+    Ok(PutResponse {
+        header: header(rev),
+        prev_kv: if p.prev_kv { prev } else { None },
+    })
 }
 
 /// Applies a DeleteRange inside `w`.
@@ -112,10 +133,17 @@ pub fn delete_range(
     d: &DeleteRangeRequest,
 ) -> Result<DeleteRangeResponse, EtcdError> {
     let end = RangeEnd::from_request(&d.range_end);
-    let prev_kvs =
-        if d.prev_kv { w.range(&d.key, &end, RangeOptions::default())?.kvs } else { Vec::new() };
+    let prev_kvs = if d.prev_kv {
+        w.range(&d.key, &end, RangeOptions::default())?.kvs
+    } else {
+        Vec::new()
+    };
     let (deleted, rev) = w.delete_range(&d.key, &end)?;
-    Ok(DeleteRangeResponse { header: header(rev), deleted, prev_kvs })
+    Ok(DeleteRangeResponse {
+        header: header(rev),
+        deleted,
+        prev_kvs,
+    })
 }
 
 fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
@@ -130,22 +158,34 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
             };
             kv.value.as_slice().cmp(want)
         }
-        CompareTarget::Create => int(kv.create_revision, match c.target_union {
-            Some(TargetUnion::CreateRevision(v)) => Some(v),
-            _ => None,
-        }),
-        CompareTarget::Mod => int(kv.mod_revision, match c.target_union {
-            Some(TargetUnion::ModRevision(v)) => Some(v),
-            _ => None,
-        }),
-        CompareTarget::Version => int(kv.version, match c.target_union {
-            Some(TargetUnion::Version(v)) => Some(v),
-            _ => None,
-        }),
-        CompareTarget::Lease => int(kv.lease, match c.target_union {
-            Some(TargetUnion::Lease(v)) => Some(v),
-            _ => None,
-        }),
+        CompareTarget::Create => int(
+            kv.create_revision,
+            match c.target_union {
+                Some(TargetUnion::CreateRevision(v)) => Some(v),
+                _ => None,
+            },
+        ),
+        CompareTarget::Mod => int(
+            kv.mod_revision,
+            match c.target_union {
+                Some(TargetUnion::ModRevision(v)) => Some(v),
+                _ => None,
+            },
+        ),
+        CompareTarget::Version => int(
+            kv.version,
+            match c.target_union {
+                Some(TargetUnion::Version(v)) => Some(v),
+                _ => None,
+            },
+        ),
+        CompareTarget::Lease => int(
+            kv.lease,
+            match c.target_union {
+                Some(TargetUnion::Lease(v)) => Some(v),
+                _ => None,
+            },
+        ),
     };
     match CompareResult::try_from(c.result) {
         Ok(CompareResult::Equal) => ord == Ordering::Equal,
@@ -157,8 +197,11 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
 }
 
 fn compare_holds(view: &impl KvRead, c: &Compare) -> bool {
-    let Ok(rr) = view.range(&c.key, &RangeEnd::from_request(&c.range_end), RangeOptions::default())
-    else {
+    let Ok(rr) = view.range(
+        &c.key,
+        &RangeEnd::from_request(&c.range_end),
+        RangeOptions::default(),
+    ) else {
         return false;
     };
     if rr.kvs.is_empty() {
@@ -188,7 +231,11 @@ fn check_path(
     path: &mut std::slice::Iter<'_, bool>,
     lease_exists: &dyn Fn(i64) -> bool,
 ) -> Result<(), EtcdError> {
-    let ops = if path.next().copied().unwrap_or(false) { &t.success } else { &t.failure };
+    let ops = if path.next().copied().unwrap_or(false) {
+        &t.success
+    } else {
+        &t.failure
+    };
     for op in ops {
         match &op.request {
             Some(Request::RequestRange(r)) => {
@@ -262,5 +309,9 @@ fn execute(
         };
         responses.push(ResponseOp { response });
     }
-    Ok(TxnResponse { header: None, succeeded, responses })
+    Ok(TxnResponse {
+        header: None,
+        succeeded,
+        responses,
+    })
 }

@@ -17,7 +17,7 @@ use super::index::{IndexEntry, KeyIndex, RangeEnd};
 use super::revision::{REV_PREFIX, Revision};
 use crate::error::EtcdError;
 use crate::proto::mvccpb::{Event, KeyValue, event::EventType};
-use crate::storage::{Keyspace, StorageError, WriteBatch};
+use crate::storage::{Keyspace, Pair, StorageError, WriteBatch};
 
 const META_REVISION: &[u8] = b"m/revision";
 const META_COMPACT: &[u8] = b"m/compact";
@@ -47,8 +47,12 @@ pub struct RangeResult {
 /// Anything ranges can be served from: the published store or a write in progress.
 pub trait KvRead {
     /// Reads the live key-values of `[key, end)` per `opts`.
-    fn range(&self, key: &[u8], end: &RangeEnd, opts: RangeOptions)
-    -> Result<RangeResult, EtcdError>;
+    fn range(
+        &self,
+        key: &[u8],
+        end: &RangeEnd,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, EtcdError>;
     /// The revision a read with `rev = 0` is served at.
     fn rev(&self) -> i64;
     /// The compacted revision (-1 before any compaction).
@@ -68,8 +72,12 @@ pub trait KvWrite: KvRead {
 pub struct ReadOnly<'a>(pub &'a MvccStore);
 
 impl KvRead for ReadOnly<'_> {
-    fn range(&self, key: &[u8], end: &RangeEnd, opts: RangeOptions)
-    -> Result<RangeResult, EtcdError> {
+    fn range(
+        &self,
+        key: &[u8],
+        end: &RangeEnd,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, EtcdError> {
         self.0.range(key, end, opts)
     }
     fn rev(&self) -> i64 {
@@ -82,10 +90,14 @@ impl KvRead for ReadOnly<'_> {
 
 impl KvWrite for ReadOnly<'_> {
     fn put(&mut self, _: &[u8], _: Vec<u8>, _: i64) -> Result<i64, EtcdError> {
-        Err(EtcdError::Internal("oxcd: write inside a read-only transaction".into()))
+        Err(EtcdError::Internal(
+            "oxcd: write inside a read-only transaction".into(),
+        ))
     }
     fn delete_range(&mut self, _: &[u8], _: &RangeEnd) -> Result<(i64, i64), EtcdError> {
-        Err(EtcdError::Internal("oxcd: write inside a read-only transaction".into()))
+        Err(EtcdError::Internal(
+            "oxcd: write inside a read-only transaction".into(),
+        ))
     }
 }
 
@@ -110,7 +122,9 @@ fn read_i64(ks: &dyn Keyspace, key: &[u8]) -> Result<Option<i64>, StorageError> 
 }
 
 fn decode_kv(bytes: &[u8], rev: Revision) -> Result<KeyValue, StorageError> {
-    KeyValue::decode(bytes).map_err(|_| StorageError::Corrupt { what: format!("revision {rev:?}") })
+    KeyValue::decode(bytes).map_err(|_| StorageError::Corrupt {
+        what: format!("revision {rev:?}"),
+    })
 }
 
 impl MvccStore {
@@ -141,13 +155,13 @@ impl MvccStore {
     }
 
     /// Every record of the keyspace, read while no apply can run, for a point-in-time copy.
-    pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    pub fn dump(&self) -> Result<Vec<Pair>, StorageError> {
         let _frozen = self.index.read();
         self.ks.range(&[], None).collect()
     }
 
     /// Replaces the whole keyspace with `pairs` and reloads.
-    pub fn replace_all(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StorageError> {
+    pub fn replace_all(&self, pairs: Vec<Pair>) -> Result<(), StorageError> {
         {
             let _frozen = self.index.write();
             self.ks.clear()?;
@@ -186,13 +200,24 @@ fn rebuild(ks: &dyn Keyspace) -> Result<(KeyIndex, i64, i64), StorageError> {
     let mut last_rev = 1;
     for pair in ks.range(&[REV_PREFIX], Some(&[REV_PREFIX + 1])) {
         let (key, value) = pair?;
-        let (rev, tombstone) = Revision::from_key(&key)
-            .ok_or_else(|| StorageError::Corrupt { what: "a revision key".into() })?;
+        let (rev, tombstone) = Revision::from_key(&key).ok_or_else(|| StorageError::Corrupt {
+            what: "a revision key".into(),
+        })?;
         let kv = decode_kv(&value, rev)?;
         let entry = if tombstone {
-            IndexEntry { rev, create: 0, version: 0, lease: 0 }
+            IndexEntry {
+                rev,
+                create: 0,
+                version: 0,
+                lease: 0,
+            }
         } else {
-            IndexEntry { rev, create: kv.create_revision, version: kv.version, lease: kv.lease }
+            IndexEntry {
+                rev,
+                create: kv.create_revision,
+                version: kv.version,
+                lease: kv.lease,
+            }
         };
         index.record(&kv.key, entry);
         last_rev = rev.main;
@@ -267,10 +292,16 @@ fn range_at(
         }
         let bytes = ks
             .get(&rev.to_key(false))?
-            .ok_or_else(|| StorageError::Corrupt { what: format!("missing revision {rev:?}") })?;
+            .ok_or_else(|| StorageError::Corrupt {
+                what: format!("missing revision {rev:?}"),
+            })?;
         kvs.push(decode_kv(&bytes, rev)?);
     }
-    Ok(RangeResult { kvs, count, rev: cur_rev })
+    Ok(RangeResult {
+        kvs,
+        count,
+        rev: cur_rev,
+    })
 }
 
 /// Applies a run of log entries to the store; see the module docs for its guarantees.
@@ -288,7 +319,11 @@ impl<'a> ApplyBatch<'a> {
     /// Starts one request: all its changes share the next revision.
     pub fn request(&mut self) -> RequestWrite<'_, 'a> {
         let begin_rev = self.rev;
-        RequestWrite { apply: self, begin_rev, changes: 0 }
+        RequestWrite {
+            apply: self,
+            begin_rev,
+            changes: 0,
+        }
     }
 
     /// Compacts history below `rev` (logically and physically) as part of this batch.
@@ -304,7 +339,8 @@ impl<'a> ApplyBatch<'a> {
             self.overlay.remove(&r);
         }
         self.compact_rev = rev;
-        self.batch.put(META_COMPACT.to_vec(), rev.to_be_bytes().to_vec());
+        self.batch
+            .put(META_COMPACT.to_vec(), rev.to_be_bytes().to_vec());
         Ok(self.rev)
     }
 
@@ -320,9 +356,12 @@ impl<'a> ApplyBatch<'a> {
 
     /// Writes the batch and publishes the new revision; returns the events it produced in order.
     pub fn commit(mut self) -> Result<Vec<Event>, StorageError> {
-        self.batch.put(META_REVISION.to_vec(), self.rev.to_be_bytes().to_vec());
+        self.batch
+            .put(META_REVISION.to_vec(), self.rev.to_be_bytes().to_vec());
         self.store.ks.write(std::mem::take(&mut self.batch))?;
-        self.store.compact_rev.store(self.compact_rev, Ordering::Release);
+        self.store
+            .compact_rev
+            .store(self.compact_rev, Ordering::Release);
         self.store.current_rev.store(self.rev, Ordering::Release);
         Ok(std::mem::take(&mut self.events))
     }
@@ -337,7 +376,11 @@ pub struct RequestWrite<'b, 'a> {
 
 impl RequestWrite<'_, '_> {
     fn read_rev(&self) -> i64 {
-        if self.changes > 0 { self.begin_rev + 1 } else { self.begin_rev }
+        if self.changes > 0 {
+            self.begin_rev + 1
+        } else {
+            self.begin_rev
+        }
     }
 
     fn put_change(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> i64 {
@@ -356,8 +399,20 @@ impl RequestWrite<'_, '_> {
             lease,
         };
         self.apply.batch.put(r.to_key(false), kv.encode_to_vec());
-        self.apply.index.record(key, IndexEntry { rev: r, create, version, lease });
-        self.apply.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv.clone()), prev_kv: None });
+        self.apply.index.record(
+            key,
+            IndexEntry {
+                rev: r,
+                create,
+                version,
+                lease,
+            },
+        );
+        self.apply.events.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv.clone()),
+            prev_kv: None,
+        });
         self.apply.overlay.insert(r, kv);
         self.changes += 1;
         rev
@@ -373,10 +428,25 @@ impl RequestWrite<'_, '_> {
         let rev = self.begin_rev + 1;
         for k in &keys {
             let r = Revision::new(rev, self.changes);
-            let tomb = KeyValue { key: k.clone(), ..Default::default() };
+            let tomb = KeyValue {
+                key: k.clone(),
+                ..Default::default()
+            };
             self.apply.batch.put(r.to_key(true), tomb.encode_to_vec());
-            self.apply.index.record(k, IndexEntry { rev: r, create: 0, version: 0, lease: 0 });
-            let event_kv = KeyValue { key: k.clone(), mod_revision: rev, ..Default::default() };
+            self.apply.index.record(
+                k,
+                IndexEntry {
+                    rev: r,
+                    create: 0,
+                    version: 0,
+                    lease: 0,
+                },
+            );
+            let event_kv = KeyValue {
+                key: k.clone(),
+                mod_revision: rev,
+                ..Default::default()
+            };
             self.apply.events.push(Event {
                 r#type: EventType::Delete as i32,
                 kv: Some(event_kv),
@@ -385,7 +455,11 @@ impl RequestWrite<'_, '_> {
             self.changes += 1;
         }
         let deleted = keys.len() as i64;
-        if deleted != 0 || self.changes > 0 { (deleted, rev) } else { (0, self.begin_rev) }
+        if deleted != 0 || self.changes > 0 {
+            (deleted, rev)
+        } else {
+            (0, self.begin_rev)
+        }
     }
 
     /// True once the request has changed anything (it then consumes a revision).

@@ -5,6 +5,10 @@
 //! and only then reports them durable. Concurrent proposals therefore share one fsync, and no
 //! entry is ever acknowledged before it is on disk. Votes are flushed before `save_vote` returns.
 
+// openraft's trait methods fix the error type (`openraft::StorageError`, large); helpers
+// returning it directly avoid a conversion at every call.
+#![allow(clippy::result_large_err)]
+
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -27,8 +31,14 @@ fn entry_key(index: u64) -> Vec<u8> {
     key
 }
 
-fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
-    StorageError::IO { source: StorageIOError::new(subject, verb, AnyError::new(&e)) }
+fn io_err(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError {
+    StorageError::IO {
+        source: StorageIOError::new(subject, verb, AnyError::new(&e)),
+    }
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -60,10 +70,17 @@ impl LogStore {
                 action: "start the log flusher",
                 source: Box::new(e),
             })?;
-        Ok(Self { ks, engine, flusher: tx })
+        Ok(Self {
+            ks,
+            engine,
+            flusher: tx,
+        })
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError> {
         match self.ks.get(key).map_err(read_err)? {
             None => Ok(None),
             Some(bytes) => postcard::from_bytes(&bytes).map(Some).map_err(read_err),
@@ -135,7 +152,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> = self.get_meta(KEY_PURGED)?;
         let last = self.last_entry()?.map(|e| e.log_id).or(last_purged);
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -143,8 +163,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
-        self.put_meta(KEY_VOTE, vote)
-            .and_then(|()| self.engine.flush().map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e)))
+        self.put_meta(KEY_VOTE, vote).and_then(|()| {
+            self.engine
+                .flush()
+                .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+        })
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
@@ -159,14 +182,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut batch = WriteBatch::new();
         for entry in entries {
-            batch.put(entry_key(entry.log_id.index), postcard::to_stdvec(&entry).map_err(write_err)?);
+            batch.put(
+                entry_key(entry.log_id.index),
+                postcard::to_stdvec(&entry).map_err(write_err)?,
+            );
         }
         self.ks.write(batch).map_err(write_err)?;
         self.flusher
@@ -176,7 +206,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut batch = WriteBatch::new();
-        for pair in self.ks.range(&entry_key(log_id.index), Some(&[ENTRY_PREFIX + 1])) {
+        for pair in self
+            .ks
+            .range(&entry_key(log_id.index), Some(&[ENTRY_PREFIX + 1]))
+        {
             batch.delete(pair.map_err(read_err)?.0);
         }
         self.ks.write(batch).map_err(write_err)?;
@@ -186,8 +219,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut batch = WriteBatch::new();
-        batch.put(KEY_PURGED.to_vec(), postcard::to_stdvec(&log_id).map_err(write_err)?);
-        for pair in self.ks.range(&entry_key(0), Some(&entry_key(log_id.index.saturating_add(1)))) {
+        batch.put(
+            KEY_PURGED.to_vec(),
+            postcard::to_stdvec(&log_id).map_err(write_err)?,
+        );
+        for pair in self.ks.range(
+            &entry_key(0),
+            Some(&entry_key(log_id.index.saturating_add(1))),
+        ) {
             batch.delete(pair.map_err(read_err)?.0);
         }
         self.ks.write(batch).map_err(write_err)

@@ -41,7 +41,10 @@ pub enum StartError {
     Fatal(#[source] openraft::error::Fatal<u64>),
     /// The one-member cluster could not be initialized.
     #[error("failed to initialize the cluster")]
-    Initialize(#[source] openraft::error::RaftError<u64, openraft::error::InitializeError<u64, MemberNode>>),
+    Initialize(
+        #[source]
+        openraft::error::RaftError<u64, openraft::error::InitializeError<u64, MemberNode>>,
+    ),
 }
 
 /// Starts this member's Raft node; on a fresh data dir, initializes a cluster of just itself.
@@ -69,7 +72,9 @@ pub async fn start(
         .map_err(StartError::Fatal)?;
     if !raft.is_initialized().await.map_err(StartError::Fatal)? {
         let members = BTreeMap::from([(id, node)]);
-        raft.initialize(members).await.map_err(StartError::Initialize)?;
+        raft.initialize(members)
+            .await
+            .map_err(StartError::Initialize)?;
     }
     Ok(raft)
 }

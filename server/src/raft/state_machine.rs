@@ -5,6 +5,10 @@
 //! are on disk and never re-applies one. Snapshots are point-in-time copies of the store's
 //! keyspace; since the store itself is durable, building one only needs a flush.
 
+// openraft's trait methods fix the error type (`openraft::StorageError`, large); helpers
+// returning it directly avoid a conversion at every call.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -15,7 +19,9 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::types::{Applied, Command, CommandResult, Entry, LogId, MemberNode, StorageError, TypeConfig};
+use super::types::{
+    Applied, Command, CommandResult, Entry, LogId, MemberNode, StorageError, TypeConfig,
+};
 use crate::error::EtcdError;
 use crate::mvcc::{ApplyBatch, MvccStore, ops};
 use crate::proto::etcdserverpb::{CompactionResponse, ResponseHeader};
@@ -53,7 +59,11 @@ impl StateMachine {
     }
 
     fn applied(&self) -> Result<(Option<LogId>, Membership), StorageError> {
-        let read = |key: &[u8]| self.store.get_meta(key).map_err(|e| sm_err(ErrorVerb::Read, e));
+        let read = |key: &[u8]| {
+            self.store
+                .get_meta(key)
+                .map_err(|e| sm_err(ErrorVerb::Read, e))
+        };
         let applied = match read(META_APPLIED)? {
             Some(b) => postcard::from_bytes(&b).map_err(|e| sm_err(ErrorVerb::Read, e))?,
             None => None,
@@ -76,7 +86,10 @@ impl StateMachine {
             last_membership: membership,
             snapshot_id: format!("{}-{}", last.leader_id, last.index),
         };
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(image)) }))
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(image)),
+        }))
     }
 }
 
@@ -109,7 +122,10 @@ fn apply_command(batch: &mut ApplyBatch<'_>, cmd: Command) -> CommandResult {
         }
         Some(Cmd::Compaction(c)) => batch.compact(c.revision).map(|rev| {
             Applied::Compaction(CompactionResponse {
-                header: Some(ResponseHeader { revision: rev, ..Default::default() }),
+                header: Some(ResponseHeader {
+                    revision: rev,
+                    ..Default::default()
+                }),
             })
         }),
         None => Ok(Applied::Nothing),
@@ -120,9 +136,14 @@ fn apply_command(batch: &mut ApplyBatch<'_>, cmd: Command) -> CommandResult {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         // The store is the snapshot: make it durable so the log before it may be purged.
-        self.engine.flush().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.engine
+            .flush()
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.current_snapshot()?.ok_or_else(|| {
-            sm_err(ErrorVerb::Read, std::io::Error::other("snapshot requested before any apply"))
+            sm_err(
+                ErrorVerb::Read,
+                std::io::Error::other("snapshot requested before any apply"),
+            )
         })
     }
 }
@@ -149,7 +170,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Normal(cmd) => apply_command(&mut batch, cmd),
                 EntryPayload::Membership(m) => {
                     let stored = Membership::new(Some(entry.log_id), m);
-                    let bytes = postcard::to_stdvec(&stored).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                    let bytes =
+                        postcard::to_stdvec(&stored).map_err(|e| sm_err(ErrorVerb::Write, e))?;
                     batch.put_meta(META_MEMBERSHIP, bytes);
                     CommandResult::default()
                 }
@@ -177,9 +199,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<u64, MemberNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let image: SnapshotImage = postcard::from_bytes(snapshot.get_ref())
-            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
-        self.store.replace_all(image.pairs).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let image: SnapshotImage =
+            postcard::from_bytes(snapshot.get_ref()).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        self.store
+            .replace_all(image.pairs)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let (applied, _) = self.applied()?;
         if applied != meta.last_log_id {
             return Err(sm_err(

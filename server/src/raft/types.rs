@@ -131,7 +131,7 @@ impl CommandResult {
             Ok(Applied::Put(r)) => Some(R::Put(r.clone())),
             Ok(Applied::DeleteRange(r)) => Some(R::DeleteRange(r.clone())),
             Ok(Applied::Txn(r)) => Some(R::Txn(r.clone())),
-            Ok(Applied::Compaction(r)) => Some(R::Compaction(r.clone())),
+            Ok(Applied::Compaction(r)) => Some(R::Compaction(*r)),
             Ok(Applied::Nothing) => None,
             Err(e) => Some(R::Error(postcard::to_stdvec(e).unwrap_or_default())),
         };

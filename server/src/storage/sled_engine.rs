@@ -16,7 +16,10 @@ pub struct SledEngine {
 }
 
 fn engine_err(action: &'static str) -> impl FnOnce(sled::Error) -> StorageError {
-    move |e| StorageError::Engine { action, source: Box::new(e) }
+    move |e| StorageError::Engine {
+        action,
+        source: Box::new(e),
+    }
 }
 
 impl SledEngine {
@@ -35,16 +38,24 @@ impl SledEngine {
 
 impl Engine for SledEngine {
     fn keyspace(&self, name: &str) -> Result<Arc<dyn Keyspace>, StorageError> {
-        let tree = self.db.open_tree(name).map_err(engine_err("open a keyspace"))?;
+        let tree = self
+            .db
+            .open_tree(name)
+            .map_err(engine_err("open a keyspace"))?;
         Ok(Arc::new(SledKeyspace { tree }))
     }
 
     fn flush(&self) -> Result<(), StorageError> {
-        self.db.flush().map(|_| ()).map_err(engine_err("flush to disk"))
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(engine_err("flush to disk"))
     }
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {
-        self.db.size_on_disk().map_err(engine_err("measure its size"))
+        self.db
+            .size_on_disk()
+            .map_err(engine_err("measure its size"))
     }
 }
 
@@ -56,13 +67,18 @@ fn pairs<'a>(
     iter: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send + 'a,
 ) -> PairIter<'a> {
     Box::new(iter.map(|r| {
-        r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(engine_err("read a range"))
+        r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .map_err(engine_err("read a range"))
     }))
 }
 
 impl Keyspace for SledKeyspace {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.tree.get(key).map_err(engine_err("read a key"))?.map(|v| v.to_vec()))
+        Ok(self
+            .tree
+            .get(key)
+            .map_err(engine_err("read a key"))?
+            .map(|v| v.to_vec()))
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
@@ -73,7 +89,9 @@ impl Keyspace for SledKeyspace {
                 WriteOp::Delete(k) => sled_batch.remove(k),
             }
         }
-        self.tree.apply_batch(sled_batch).map_err(engine_err("apply a batch"))
+        self.tree
+            .apply_batch(sled_batch)
+            .map_err(engine_err("apply a batch"))
     }
 
     fn range<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> PairIter<'a> {
@@ -120,7 +138,10 @@ mod tests {
         ks.write(batch).unwrap();
         let keys: Vec<_> = ks.range(b"a", None).map(|p| p.unwrap().0).collect();
         assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()]);
-        let rev: Vec<_> = ks.range_rev(b"a", Some(b"c")).map(|p| p.unwrap().0).collect();
+        let rev: Vec<_> = ks
+            .range_rev(b"a", Some(b"c"))
+            .map(|p| p.unwrap().0)
+            .collect();
         assert_eq!(rev, vec![b"b".to_vec(), b"a".to_vec()]);
         assert_eq!(ks.get(b"a").unwrap(), Some(b"1".to_vec()));
         assert!(ks.range(b"b", Some(b"a")).next().is_none());

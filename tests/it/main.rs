@@ -1,0 +1,6 @@
+//! Integration tests of oxcd: one test binary whose modules start real processes on random
+//! loopback ports through the `oxcd_tests` harness.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod harness;
+mod kv_diff;

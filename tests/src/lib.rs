@@ -1,0 +1,21 @@
+//! Test harness of oxcd: starts real processes (the reference etcd, later oxcd members) on random
+//! loopback ports, runs etcdctl, and leaves nothing running behind, even when a test panics.
+//!
+//! Binaries come from the toolchain cache that `e2e/toolchain/install` fills (see [`bin_dir`]).
+
+pub mod diff;
+mod error;
+mod etcd;
+mod etcdctl;
+mod net;
+mod oxcd;
+mod paths;
+mod process;
+
+pub use error::{HarnessError, Result};
+pub use etcd::{EtcdServer, EtcdVersion, READY_TIMEOUT, kv_answers};
+pub use etcdctl::{CtlOutput, etcdctl, etcdctl_with_input};
+pub use net::{free_port, free_ports};
+pub use oxcd::{OxcdServer, oxcd_binary};
+pub use paths::{bin_dir, tool, workspace_root};
+pub use process::ManagedProcess;
