@@ -6,10 +6,14 @@
 
 use std::fmt::Debug;
 
+use std::time::Duration;
+
 use oxcd_server::proto::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, ResponseHeader, TxnRequest,
-    kv_client::KvClient,
+    WatchRequest, WatchResponse, kv_client::KvClient, watch_client::WatchClient,
 };
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::error::{HarnessError, Result};
@@ -87,37 +91,46 @@ pub struct Pair {
     pub etcd: EtcdServer,
     /// The server under test.
     pub oxcd: OxcdServer,
+    etcd_channel: Channel,
+    oxcd_channel: Channel,
     etcd_kv: KvClient<Channel>,
     oxcd_kv: KvClient<Channel>,
 }
 
-async fn kv_client(endpoint: &str) -> Result<KvClient<Channel>> {
-    let channel = Channel::from_shared(endpoint.to_string())
-        .map_err(|e| HarnessError::Grpc {
-            endpoint: endpoint.to_string(),
-            message: e.to_string(),
-        })?
+async fn channel(endpoint: &str) -> Result<Channel> {
+    let grpc_err = |e: &dyn std::fmt::Display| HarnessError::Grpc {
+        endpoint: endpoint.to_string(),
+        message: e.to_string(),
+    };
+    Channel::from_shared(endpoint.to_string())
+        .map_err(|e| grpc_err(&e))?
         .connect()
         .await
-        .map_err(|e| HarnessError::Grpc {
-            endpoint: endpoint.to_string(),
-            message: e.to_string(),
-        })?;
-    Ok(KvClient::new(channel).max_decoding_message_size(usize::MAX))
+        .map_err(|e| grpc_err(&e))
 }
 
 impl Pair {
-    /// Starts both servers.
+    /// Starts both servers with their default flags.
     pub async fn start() -> Result<Self> {
-        let (etcd, oxcd) = tokio::join!(EtcdServer::start(EtcdVersion::V3_6), OxcdServer::start());
+        Self::start_with(&[]).await
+    }
+
+    /// Starts both servers, passing `flags` (etcd flag syntax) to each.
+    pub async fn start_with(flags: &[&str]) -> Result<Self> {
+        let (etcd, oxcd) = tokio::join!(
+            EtcdServer::start_with(EtcdVersion::V3_6, flags),
+            OxcdServer::start_with(flags)
+        );
         let (etcd, oxcd) = (etcd?, oxcd?);
-        let etcd_kv = kv_client(etcd.endpoint()).await?;
-        let oxcd_kv = kv_client(oxcd.endpoint()).await?;
+        let etcd_channel = channel(etcd.endpoint()).await?;
+        let oxcd_channel = channel(oxcd.endpoint()).await?;
         Ok(Self {
             etcd,
             oxcd,
-            etcd_kv,
-            oxcd_kv,
+            etcd_kv: KvClient::new(etcd_channel.clone()).max_decoding_message_size(usize::MAX),
+            oxcd_kv: KvClient::new(oxcd_channel.clone()).max_decoding_message_size(usize::MAX),
+            etcd_channel,
+            oxcd_channel,
         })
     }
 
@@ -143,6 +156,113 @@ impl Pair {
             }
         }
         mismatches
+    }
+
+    /// Opens one watch stream on each server.
+    pub async fn watch(&self) -> Result<WatchPair> {
+        Ok(WatchPair {
+            etcd: WatchSide::open(&self.etcd_channel, self.etcd.endpoint()).await?,
+            oxcd: WatchSide::open(&self.oxcd_channel, self.oxcd.endpoint()).await?,
+        })
+    }
+}
+
+/// How long [`WatchPair::next`] waits for each expected response.
+const WATCH_WAIT: Duration = Duration::from_secs(10);
+/// How long [`WatchPair::quiet`] listens for unexpected responses.
+const QUIET_WAIT: Duration = Duration::from_millis(400);
+
+/// One server's side of a watch stream. The call runs in its own task because a gRPC server
+/// (etcd's included) may send no response headers before the first watch response.
+pub struct WatchSide {
+    requests: mpsc::Sender<WatchRequest>,
+    responses: mpsc::Receiver<std::result::Result<WatchResponse, tonic::Status>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WatchSide {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl WatchSide {
+    async fn open(channel: &Channel, _endpoint: &str) -> Result<Self> {
+        let (requests, rx) = mpsc::channel(64);
+        let (tx, responses) = mpsc::channel(1024);
+        let mut client = WatchClient::new(channel.clone()).max_decoding_message_size(usize::MAX);
+        let task = tokio::spawn(async move {
+            let mut stream = match client.watch(ReceiverStream::new(rx)).await {
+                Ok(resp) => resp.into_inner(),
+                Err(status) => {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            };
+            loop {
+                match stream.message().await {
+                    Ok(Some(resp)) => {
+                        if tx.send(Ok(resp)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            requests,
+            responses,
+            task,
+        })
+    }
+
+    async fn next(&mut self, wait: Duration) -> Option<Outcome> {
+        match tokio::time::timeout(wait, self.responses.recv()).await {
+            Err(_) => None,
+            Ok(Some(Ok(mut resp))) => {
+                normalize_header(&mut resp.header);
+                Some(Ok(format!("{resp:?}")))
+            }
+            Ok(None) => Some(Err((tonic::Code::Ok, "stream ended".into()))),
+            Ok(Some(Err(status))) => Some(Err((status.code(), status.message().to_string()))),
+        }
+    }
+}
+
+/// A watch stream on each server, driven in lockstep.
+pub struct WatchPair {
+    etcd: WatchSide,
+    oxcd: WatchSide,
+}
+
+impl WatchPair {
+    /// Sends `req` on both streams.
+    pub async fn send(&mut self, req: WatchRequest) {
+        let _ = self.etcd.requests.send(req.clone()).await;
+        let _ = self.oxcd.requests.send(req).await;
+    }
+
+    /// The next `n` responses of each stream (`None` where one did not come in time).
+    pub async fn next(&mut self, n: usize) -> (Vec<Option<Outcome>>, Vec<Option<Outcome>>) {
+        let mut etcd = Vec::new();
+        let mut oxcd = Vec::new();
+        for _ in 0..n {
+            etcd.push(self.etcd.next(WATCH_WAIT).await);
+            oxcd.push(self.oxcd.next(WATCH_WAIT).await);
+        }
+        (etcd, oxcd)
+    }
+
+    /// What arrives on either stream within a short quiet period (expected: nothing).
+    pub async fn quiet(&mut self) -> (Option<Outcome>, Option<Outcome>) {
+        let etcd = self.etcd.next(QUIET_WAIT).await;
+        let oxcd = self.oxcd.next(QUIET_WAIT).await;
+        (etcd, oxcd)
     }
 }
 

@@ -131,7 +131,9 @@ impl KeyIndex {
                 .checked_sub(1)
                 .and_then(|i| history.get(i).map(|e| (i, e)))
             {
-                Some((i, e)) if e.is_tombstone() => i + 1,
+                // A deletion exactly at `at` stays: a watch opened at the compaction revision
+                // must still be able to replay it. Older deletions go with their history.
+                Some((i, e)) if e.is_tombstone() && e.rev.main < at => i + 1,
                 Some((i, _)) => i,
                 None => 0,
             };
@@ -210,8 +212,15 @@ mod tests {
         idx.record(b"b", put(4, 4, 1));
         idx.record(b"b", tomb(5));
         let removed = idx.compact(5);
-        assert_eq!(removed.len(), 3);
+        assert_eq!(
+            removed.len(),
+            2,
+            "b's put and a's first put go; b's deletion at 5 stays"
+        );
         assert_eq!(idx.get(b"a", 5).map(|e| e.version), Some(2));
+        assert_eq!(idx.get(b"b", 5), None);
+        let removed = idx.compact(6);
+        assert_eq!(removed.len(), 1);
         assert_eq!(idx.key_count(), 1);
     }
 }

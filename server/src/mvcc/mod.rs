@@ -6,6 +6,7 @@ pub mod index;
 pub mod ops;
 pub mod revision;
 pub mod store;
+pub mod watch_hub;
 
 pub use index::RangeEnd;
 pub use store::{ApplyBatch, KvRead, KvWrite, MvccStore, RangeOptions, ReadOnly};

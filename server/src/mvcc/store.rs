@@ -179,6 +179,51 @@ impl MvccStore {
         self.index.read().key_count()
     }
 
+    /// The events of revisions `from..=to` in revision order, read from the records, stopping
+    /// after `max_revs` distinct revisions; fails with `Compacted` when `from` was compacted.
+    pub fn events(&self, from: i64, to: i64, max_revs: usize) -> Result<Vec<Event>, EtcdError> {
+        // The read lock keeps compaction from removing records under the scan.
+        let _frozen = self.index.read();
+        if from < self.compact_rev.load(Ordering::Acquire) {
+            return Err(EtcdError::Compacted);
+        }
+        let mut events = Vec::new();
+        let mut revs = 0;
+        let end = Revision::scan_start(to.saturating_add(1));
+        for pair in self
+            .ks
+            .range(&Revision::scan_start(from.max(0)), Some(&end))
+        {
+            let (key, value) = pair?;
+            let (rev, tombstone) =
+                Revision::from_key(&key).ok_or_else(|| StorageError::Corrupt {
+                    what: "a revision key".into(),
+                })?;
+            if events
+                .last()
+                .is_none_or(|e: &Event| e.kv.as_ref().map(|kv| kv.mod_revision) != Some(rev.main))
+            {
+                revs += 1;
+                if revs > max_revs {
+                    break;
+                }
+            }
+            let mut kv = decode_kv(&value, rev)?;
+            let kind = if tombstone {
+                kv.mod_revision = rev.main;
+                EventType::Delete
+            } else {
+                EventType::Put
+            };
+            events.push(Event {
+                r#type: kind as i32,
+                kv: Some(kv),
+                prev_kv: None,
+            });
+        }
+        Ok(events)
+    }
+
     /// Starts applying a batch of log entries; holds the index's write lock until committed.
     pub fn begin_apply(&self) -> ApplyBatch<'_> {
         let index = self.index.write();
