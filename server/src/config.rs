@@ -120,6 +120,14 @@ pub struct MemberConfig {
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Interval of periodic watch progress notifications (etcd's default: 10m).
+    #[arg(
+        long,
+        env = "ETCD_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        default_value = "10m",
+        alias = "experimental-watch-progress-notify-interval"
+    )]
+    pub watch_progress_notify_interval: String,
     /// oxcd: bytes of page cache the storage engine may use.
     #[arg(long, env = "OXCD_BACKEND_CACHE_BYTES", default_value_t = 256 << 20)]
     pub backend_cache_bytes: u64,
@@ -139,6 +147,14 @@ pub enum ConfigError {
     /// A listen URL that is not `http://host:port` or `https://host:port`.
     #[error("invalid URL {value:?} in {flag}: expected scheme://host:port")]
     Url {
+        /// The flag.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// A duration flag that does not parse.
+    #[error("invalid {flag} {value:?}: expected a duration like 10m or 500ms")]
+    Duration {
         /// The flag.
         flag: &'static str,
         /// The value given.
@@ -216,6 +232,17 @@ impl MemberConfig {
         })
     }
 
+    /// The periodic watch progress interval.
+    pub fn watch_progress_notify_interval(&self) -> Result<Duration, ConfigError> {
+        match parse_duration(self.watch_progress_notify_interval.trim()) {
+            Some(d) if !d.is_zero() => Ok(d),
+            _ => Err(ConfigError::Duration {
+                flag: "--watch-progress-notify-interval",
+                value: self.watch_progress_notify_interval.clone(),
+            }),
+        }
+    }
+
     /// Validates flag combinations.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.election_timeout < 5 * self.heartbeat_interval {
@@ -228,6 +255,7 @@ impl MemberConfig {
             listen_addr("--listen-client-urls", url)?;
         }
         self.retention()?;
+        self.watch_progress_notify_interval()?;
         Ok(())
     }
 }

@@ -200,6 +200,11 @@ impl DataDir {
         })
     }
 
+    /// The flushed-index watermark file (see `raft::watermark`).
+    pub fn watermark_path(&self) -> PathBuf {
+        self.root.join(OXCD_DIR).join("flushed-index")
+    }
+
     /// Directory of the storage engine.
     pub fn db_path(&self) -> PathBuf {
         self.root.join(OXCD_DIR).join("db")

@@ -11,21 +11,20 @@ use tonic::transport::Server;
 use crate::api::cluster::ClusterService;
 use crate::api::kv::KvService;
 use crate::api::maintenance::MaintenanceService;
-use crate::api::unimplemented::{PendingAuth, PendingLease, PendingWatch};
-use crate::api::{Limits, Member};
+use crate::api::unimplemented::{PendingAuth, PendingLease};
+use crate::api::watch::WatchService;
+use crate::api::{GRPC_OVERHEAD_BYTES, Limits, Member};
 use crate::config::{ConfigError, MemberConfig, listen_addr};
 use crate::datadir::{DataDir, DataDirError, fresh_identity};
 use crate::mvcc::MvccStore;
+use crate::mvcc::watch_hub::WatchHub;
 use crate::proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
-use crate::raft::{MemberNode, RaftSettings, StartError};
+use crate::raft::{MemberNode, RaftPaths, RaftSettings, StartError};
 use crate::storage::sled_engine::SledEngine;
 use crate::storage::{Engine, StorageError};
-
-/// gRPC framing allowance on top of `--max-request-bytes`, as etcd grants.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Why a member could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -134,18 +133,25 @@ pub async fn run(
         snapshot_count: cfg.snapshot_count.max(1),
     };
     let identity = data_dir.identity.clone();
+    let hub = Arc::new(WatchHub::new(crate::mvcc::KvRead::rev(store.as_ref())));
     let raft = crate::raft::start(
         identity.member_id,
         node,
         engine.clone(),
         store.clone(),
+        hub.clone(),
         &settings,
+        &RaftPaths {
+            watermark: data_dir.watermark_path(),
+            db: db_path.clone(),
+        },
     )
     .await?;
     let member = Arc::new(Member {
         raft: raft.clone(),
         store,
         engine: engine.clone(),
+        hub,
         identity,
         limits: Limits {
             max_request_bytes: cfg.max_request_bytes as usize,
@@ -161,10 +167,19 @@ pub async fn run(
     let mut servers = tokio::task::JoinSet::new();
     for listener in listeners {
         let router = Server::builder()
+            .layer(tower::util::MapResponseLayer::new(
+                crate::api::grpc_status::etcd_oversize_status,
+            ))
             .add_service(
                 KvServer::new(KvService::new(member.clone())).max_decoding_message_size(max_decode),
             )
-            .add_service(WatchServer::new(PendingWatch).max_decoding_message_size(max_decode))
+            .add_service(
+                WatchServer::new(WatchService::new(
+                    member.clone(),
+                    cfg.watch_progress_notify_interval()?,
+                ))
+                .max_decoding_message_size(max_decode),
+            )
             .add_service(LeaseServer::new(PendingLease))
             .add_service(ClusterServer::new(ClusterService::new(member.clone())))
             .add_service(MaintenanceServer::new(MaintenanceService::new(

@@ -2,5 +2,10 @@
 //! loopback ports through the `oxcd_tests` harness.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod bad_input;
+mod benchmark_tool;
+mod crash;
+mod etcdctl_kv;
 mod harness;
 mod kv_diff;
+mod watch_diff;

@@ -74,10 +74,16 @@ impl EtcdServer {
     /// Starts etcd `version` on fresh loopback client, peer and metrics ports and waits (at most
     /// [`READY_TIMEOUT`]) until its client port answers a KV request.
     pub async fn start(version: EtcdVersion) -> Result<Self> {
+        Self::start_with(version, &[]).await
+    }
+
+    /// Like [`EtcdServer::start`], with `extra_args` appended to the harness's flags (e.g.
+    /// `--max-request-bytes`).
+    pub async fn start_with(version: EtcdVersion, extra_args: &[&str]) -> Result<Self> {
         let binary = version.server_binary()?;
         let mut attempt = 1;
         loop {
-            match Self::start_once(version, &binary).await {
+            match Self::start_once(version, &binary, extra_args).await {
                 Err(HarnessError::ExitedBeforeReady { .. }) if attempt < START_ATTEMPTS => {
                     attempt += 1;
                 }
@@ -86,7 +92,11 @@ impl EtcdServer {
         }
     }
 
-    async fn start_once(version: EtcdVersion, binary: &std::path::Path) -> Result<Self> {
+    async fn start_once(
+        version: EtcdVersion,
+        binary: &std::path::Path,
+        extra_args: &[&str],
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("oxcd-etcd-")
             .tempdir()
@@ -118,6 +128,7 @@ impl EtcdServer {
             .arg(format!("{MEMBER_NAME}={peer_url}"))
             .arg("--listen-metrics-urls")
             .arg(format!("http://127.0.0.1:{metrics}"))
+            .args(extra_args)
             .current_dir(dir.path());
         let name = format!("{version} on {endpoint}");
         let mut process = ManagedProcess::spawn(&name, command, &dir.path().join("etcd.log"))?;

@@ -19,6 +19,8 @@ pub struct CtlOutput {
     pub status: ExitStatus,
     /// Its standard output (lossily decoded).
     pub stdout: String,
+    /// Its standard output as raw bytes (for `-w protobuf`).
+    pub stdout_bytes: Vec<u8>,
     /// Its standard error (lossily decoded).
     pub stderr: String,
 }
@@ -92,6 +94,7 @@ async fn run(
     Ok(CtlOutput {
         status: output.status,
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stdout_bytes: output.stdout,
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     })
 }

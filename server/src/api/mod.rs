@@ -1,9 +1,11 @@
 //! The etcd v3 gRPC services, one module per service, over one shared [`Member`] context.
 
 pub mod cluster;
+pub mod grpc_status;
 pub mod kv;
 pub mod maintenance;
 pub mod unimplemented;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +16,14 @@ use prost::Message;
 use crate::datadir::Identity;
 use crate::error::EtcdError;
 use crate::mvcc::MvccStore;
+use crate::mvcc::watch_hub::WatchHub;
 use crate::proto::etcdserverpb::ResponseHeader;
 use crate::proto::raftpb::{RaftCommand, raft_command};
 use crate::raft::{Applied, Command, OxRaft};
 use crate::storage::Engine;
+
+/// gRPC framing allowance on top of `--max-request-bytes`, as etcd grants.
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// How long a proposal may wait for the log before the client hears etcd's timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
@@ -41,6 +47,8 @@ pub struct Member {
     pub store: Arc<MvccStore>,
     /// The storage engine under the store.
     pub engine: Arc<dyn Engine>,
+    /// Where applied revisions are announced to watchers.
+    pub hub: Arc<WatchHub>,
     /// Ids recorded in the data dir.
     pub identity: Identity,
     /// Request limits.
@@ -69,6 +77,11 @@ impl Member {
 
     fn store_rev(&self) -> i64 {
         crate::mvcc::KvRead::rev(self.store.as_ref())
+    }
+
+    /// True while this member knows a leader.
+    pub fn has_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader.is_some()
     }
 
     /// Waits until this member has applied everything committed before the call (ReadIndex).

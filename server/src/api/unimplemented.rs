@@ -1,17 +1,13 @@
-//! Services whose RPCs are not implemented yet (Watch, Lease, Auth). They are registered so that
+//! Services whose RPCs are not implemented yet (Lease, Auth). They are registered so that
 //! every call answers `Unimplemented` at once instead of an unknown-service error or a hang.
 
-use crate::proto::etcdserverpb::{auth_server::Auth, lease_server::Lease, watch_server::Watch};
+use crate::proto::etcdserverpb::{auth_server::Auth, lease_server::Lease};
 
-/// Watch service placeholder: every RPC answers `Unimplemented`.
-pub struct PendingWatch;
 /// Lease service placeholder: every RPC answers `Unimplemented`.
 pub struct PendingLease;
 /// Auth service placeholder: every RPC answers `Unimplemented`.
 pub struct PendingAuth;
 
-#[tonic::async_trait]
-impl Watch for PendingWatch {}
 #[tonic::async_trait]
 impl Lease for PendingLease {}
 #[tonic::async_trait]

@@ -17,6 +17,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError, Vote};
 
 use super::types::{Entry, LogId, StorageError, TypeConfig};
+use super::watermark::Watermark;
 use crate::storage::{Engine, Keyspace, WriteBatch};
 
 const ENTRY_PREFIX: u8 = b'e';
@@ -54,18 +55,25 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 pub struct LogStore {
     ks: Arc<dyn Keyspace>,
     engine: Arc<dyn Engine>,
-    flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
+    flusher: mpsc::Sender<(LogFlushed<TypeConfig>, u64)>,
+    watermark: Arc<Watermark>,
 }
 
 impl LogStore {
-    /// Opens the log in the engine's `raft` keyspace and starts its flusher thread.
-    pub fn open(engine: Arc<dyn Engine>) -> Result<Self, crate::storage::StorageError> {
+    /// Opens the log in the engine's `raft` keyspace and starts its flusher thread, which
+    /// records every flushed index in `watermark`.
+    pub fn open(
+        engine: Arc<dyn Engine>,
+        watermark: Watermark,
+    ) -> Result<Self, crate::storage::StorageError> {
         let ks = engine.keyspace("raft")?;
-        let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
+        let (tx, rx) = mpsc::channel::<(LogFlushed<TypeConfig>, u64)>();
         let flush_engine = engine.clone();
+        let watermark = Arc::new(watermark);
+        let flush_watermark = watermark.clone();
         std::thread::Builder::new()
             .name("oxcd-log-flush".into())
-            .spawn(move || group_commit(&*flush_engine, &rx))
+            .spawn(move || group_commit(&*flush_engine, &flush_watermark, &rx))
             .map_err(|e| crate::storage::StorageError::Engine {
                 action: "start the log flusher",
                 source: Box::new(e),
@@ -74,6 +82,7 @@ impl LogStore {
             ks,
             engine,
             flusher: tx,
+            watermark,
         })
     }
 
@@ -107,12 +116,22 @@ impl LogStore {
 }
 
 /// Flushes once for every run of queued appends, then completes all of them.
-fn group_commit(engine: &dyn Engine, rx: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn group_commit(
+    engine: &dyn Engine,
+    watermark: &Watermark,
+    rx: &mpsc::Receiver<(LogFlushed<TypeConfig>, u64)>,
+) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
         let result = engine.flush();
-        for callback in waiting {
+        if result.is_ok() {
+            let highest = waiting.iter().map(|(_, index)| *index).max().unwrap_or(0);
+            if let Err(e) = watermark.store(highest) {
+                tracing::warn!(path = %watermark.path().display(), error = %e, "cannot record the flushed index");
+            }
+        }
+        for (callback, _) in waiting {
             let outcome = match &result {
                 Ok(()) => Ok(()),
                 Err(e) => Err(std::io::Error::other(crate::error::chain(e))),
@@ -192,7 +211,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = WriteBatch::new();
+        let mut last_index = 0;
         for entry in entries {
+            last_index = entry.log_id.index;
             batch.put(
                 entry_key(entry.log_id.index),
                 postcard::to_stdvec(&entry).map_err(write_err)?,
@@ -200,11 +221,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.ks.write(batch).map_err(write_err)?;
         self.flusher
-            .send(callback)
+            .send((callback, last_index))
             .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Lower the watermark first: a crash mid-way must not make the shorter log look damaged.
+        self.watermark
+            .lower(log_id.index.saturating_sub(1))
+            .map_err(write_err)?;
         let mut batch = WriteBatch::new();
         for pair in self
             .ks

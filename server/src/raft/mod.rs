@@ -5,6 +5,7 @@ pub mod log_store;
 pub mod network;
 pub mod state_machine;
 pub mod types;
+pub mod watermark;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use openraft::{Config, SnapshotPolicy};
 pub use types::{Applied, Command, CommandResult, MemberNode, OxRaft, TypeConfig};
 
 use crate::mvcc::MvccStore;
+use crate::mvcc::watch_hub::WatchHub;
 use crate::storage::Engine;
 
 /// Timing and log-compaction settings, from etcd's flags.
@@ -27,6 +29,15 @@ pub struct RaftSettings {
     pub snapshot_count: u64,
 }
 
+/// Where the member's durable state lives.
+#[derive(Debug, Clone)]
+pub struct RaftPaths {
+    /// The flushed-index watermark file.
+    pub watermark: std::path::PathBuf,
+    /// The engine directory, for messages.
+    pub db: std::path::PathBuf,
+}
+
 /// Failure to start the Raft member.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -36,6 +47,32 @@ pub enum StartError {
     /// Storage could not be opened.
     #[error("failed to open the raft log")]
     Storage(#[source] crate::storage::StorageError),
+    /// The log is shorter than what was flushed before: the store was damaged or replaced.
+    #[error(
+        "the store at {db} is damaged or incomplete: its Raft log ends at index {last} but index {flushed} had been flushed (recorded in {watermark}); refusing to serve a store that may have lost acknowledged writes"
+    )]
+    LostEntries {
+        /// Engine directory.
+        db: std::path::PathBuf,
+        /// Watermark file.
+        watermark: std::path::PathBuf,
+        /// Last index present.
+        last: u64,
+        /// Highest index flushed before.
+        flushed: u64,
+    },
+    /// The watermark file cannot be opened.
+    #[error("failed to open {path}")]
+    Watermark {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the log state failed.
+    #[error("failed to read the raft log")]
+    ReadLog(#[source] types::StorageError),
     /// openraft failed to start.
     #[error("failed to start raft")]
     Fatal(#[source] openraft::error::Fatal<u64>),
@@ -53,7 +90,9 @@ pub async fn start(
     node: MemberNode,
     engine: Arc<dyn Engine>,
     store: Arc<MvccStore>,
+    hub: Arc<WatchHub>,
     settings: &RaftSettings,
+    paths: &RaftPaths,
 ) -> Result<OxRaft, StartError> {
     let config = Config {
         cluster_name: "oxcd".into(),
@@ -65,8 +104,26 @@ pub async fn start(
         ..Default::default()
     };
     let config = Arc::new(config.validate().map_err(StartError::Config)?);
-    let log = log_store::LogStore::open(engine.clone()).map_err(StartError::Storage)?;
-    let sm = state_machine::StateMachine::new(store, engine);
+    let flushed = watermark::Watermark::load(&paths.watermark);
+    let mark =
+        watermark::Watermark::open(&paths.watermark).map_err(|source| StartError::Watermark {
+            path: paths.watermark.clone(),
+            source,
+        })?;
+    let mut log = log_store::LogStore::open(engine.clone(), mark).map_err(StartError::Storage)?;
+    let state = openraft::storage::RaftLogStorage::get_log_state(&mut log)
+        .await
+        .map_err(StartError::ReadLog)?;
+    let last = state.last_log_id.map_or(0, |l| l.index);
+    if let Some(flushed) = flushed.filter(|f| *f > last) {
+        return Err(StartError::LostEntries {
+            db: paths.db.clone(),
+            watermark: paths.watermark.clone(),
+            last,
+            flushed,
+        });
+    }
+    let sm = state_machine::StateMachine::new(store, engine, hub);
     let raft = OxRaft::new(id, config, network::PeerNetwork, log, sm)
         .await
         .map_err(StartError::Fatal)?;

@@ -23,7 +23,8 @@ use super::types::{
     Applied, Command, CommandResult, Entry, LogId, MemberNode, StorageError, TypeConfig,
 };
 use crate::error::EtcdError;
-use crate::mvcc::{ApplyBatch, MvccStore, ops};
+use crate::mvcc::watch_hub::{WatchHub, group_by_revision};
+use crate::mvcc::{ApplyBatch, KvRead, MvccStore, ops};
 use crate::proto::etcdserverpb::{CompactionResponse, ResponseHeader};
 use crate::proto::raftpb::raft_command::Command as Cmd;
 use crate::storage::Engine;
@@ -50,12 +51,13 @@ struct SnapshotImage {
 pub struct StateMachine {
     store: Arc<MvccStore>,
     engine: Arc<dyn Engine>,
+    hub: Arc<WatchHub>,
 }
 
 impl StateMachine {
-    /// A state machine applying to `store`, which lives in `engine`.
-    pub fn new(store: Arc<MvccStore>, engine: Arc<dyn Engine>) -> Self {
-        Self { store, engine }
+    /// A state machine applying to `store`, which lives in `engine`, announcing to `hub`.
+    pub fn new(store: Arc<MvccStore>, engine: Arc<dyn Engine>, hub: Arc<WatchHub>) -> Self {
+        Self { store, engine, hub }
     }
 
     fn applied(&self) -> Result<(Option<LogId>, Membership), StorageError> {
@@ -182,7 +184,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let bytes = postcard::to_stdvec(&last).map_err(|e| sm_err(ErrorVerb::Write, e))?;
             batch.put_meta(META_APPLIED, bytes);
         }
-        batch.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let events = batch.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.hub
+            .publish(group_by_revision(events), self.store.rev());
         Ok(results)
     }
 
@@ -204,6 +208,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.store
             .replace_all(image.pairs)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.hub.reset(self.store.rev());
         let (applied, _) = self.applied()?;
         if applied != meta.last_log_id {
             return Err(sm_err(
