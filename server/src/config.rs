@@ -203,6 +203,14 @@ impl MemberConfig {
         }
     }
 
+    /// etcd's minimum lease TTL: 1.5 election timeouts in whole heartbeats, rounded up to seconds.
+    pub fn min_lease_ttl(&self) -> i64 {
+        let heartbeat = self.heartbeat_interval.max(1);
+        let election_ticks = self.election_timeout / heartbeat;
+        let min_ms = (3 * election_ticks / 2) * heartbeat;
+        i64::try_from(min_ms.div_ceil(1000)).unwrap_or(i64::MAX)
+    }
+
     /// Checks cross-flag rules and parses the retention.
     pub fn retention(&self) -> Result<Retention, ConfigError> {
         let value = self.auto_compaction_retention.trim();

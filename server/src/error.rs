@@ -42,6 +42,12 @@ pub enum EtcdError {
     /// The lease named by the request does not exist.
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    /// A lease with the requested id exists already.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    /// The requested lease TTL exceeds etcd's maximum.
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     /// The member has no leader.
     #[error("etcdserver: no leader")]
     NoLeader,
@@ -68,7 +74,8 @@ impl EtcdError {
             | Self::DuplicateKey
             | Self::InvalidSortOption
             | Self::RequestTooLarge => Code::InvalidArgument,
-            Self::Compacted | Self::FutureRev => Code::OutOfRange,
+            Self::Compacted | Self::FutureRev | Self::LeaseTtlTooLarge => Code::OutOfRange,
+            Self::LeaseExists => Code::FailedPrecondition,
             Self::NoSpace => Code::ResourceExhausted,
             Self::LeaseNotFound => Code::NotFound,
             Self::NoLeader | Self::Stopped | Self::Timeout => Code::Unavailable,

@@ -10,8 +10,9 @@ use tonic::transport::Server;
 
 use crate::api::cluster::ClusterService;
 use crate::api::kv::KvService;
+use crate::api::lease::LeaseService;
 use crate::api::maintenance::MaintenanceService;
-use crate::api::unimplemented::{PendingAuth, PendingLease};
+use crate::api::unimplemented::PendingAuth;
 use crate::api::watch::WatchService;
 use crate::api::{GRPC_OVERHEAD_BYTES, Limits, Member};
 use crate::config::{ConfigError, MemberConfig, listen_addr};
@@ -157,9 +158,11 @@ pub async fn run(
             max_request_bytes: cfg.max_request_bytes as usize,
             max_txn_ops: cfg.max_txn_ops as usize,
             quota_bytes: cfg.quota_bytes(),
+            min_lease_ttl: cfg.min_lease_ttl(),
         },
     });
     let compactor = tokio::spawn(crate::compactor::run(member.clone(), cfg.retention()?));
+    let lease_expiry = tokio::spawn(crate::api::lease::expire_leases(member.clone()));
 
     let listeners = bind_all(&cfg.listen_client_urls).await?;
     let max_decode = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
@@ -180,7 +183,7 @@ pub async fn run(
                 ))
                 .max_decoding_message_size(max_decode),
             )
-            .add_service(LeaseServer::new(PendingLease))
+            .add_service(LeaseServer::new(LeaseService::new(member.clone())))
             .add_service(ClusterServer::new(ClusterService::new(member.clone())))
             .add_service(MaintenanceServer::new(MaintenanceService::new(
                 member.clone(),
@@ -206,6 +209,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     while servers.join_next().await.is_some() {}
     compactor.abort();
+    lease_expiry.abort();
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not shut down cleanly");
     }

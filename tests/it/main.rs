@@ -8,4 +8,5 @@ mod crash;
 mod etcdctl_kv;
 mod harness;
 mod kv_diff;
+mod lease_diff;
 mod watch_diff;

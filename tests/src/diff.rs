@@ -158,6 +158,11 @@ impl Pair {
         mismatches
     }
 
+    /// gRPC channels to (etcd, oxcd), for services the pair has no helper for.
+    pub fn channels(&self) -> (Channel, Channel) {
+        (self.etcd_channel.clone(), self.oxcd_channel.clone())
+    }
+
     /// Opens one watch stream on each server.
     pub async fn watch(&self) -> Result<WatchPair> {
         Ok(WatchPair {

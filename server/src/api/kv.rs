@@ -96,7 +96,7 @@ impl Kv for KvService {
                 self.member.linearizable().await?;
             }
             let mut view = ReadOnly(self.member.store.as_ref());
-            ops::txn(&mut view, &t, &|_| false)?
+            ops::txn(&mut view, &t, &|id| self.member.store.lease_exists(id))?
         } else {
             let applied = self.member.propose(Command::Txn(t)).await?;
             expect_applied(applied, |a| match a {

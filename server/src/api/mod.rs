@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod grpc_status;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod unimplemented;
 pub mod watch;
@@ -37,6 +38,8 @@ pub struct Limits {
     pub max_txn_ops: usize,
     /// Effective `--quota-backend-bytes`.
     pub quota_bytes: i64,
+    /// Shortest lease TTL granted, in seconds (etcd: 1.5 election timeouts, rounded up).
+    pub min_lease_ttl: i64,
 }
 
 /// Everything the services share: this member's Raft node, store and identity.

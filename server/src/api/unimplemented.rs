@@ -1,14 +1,10 @@
-//! Services whose RPCs are not implemented yet (Lease, Auth). They are registered so that
+//! Services whose RPCs are not implemented yet (Auth). They are registered so that
 //! every call answers `Unimplemented` at once instead of an unknown-service error or a hang.
 
-use crate::proto::etcdserverpb::{auth_server::Auth, lease_server::Lease};
+use crate::proto::etcdserverpb::auth_server::Auth;
 
-/// Lease service placeholder: every RPC answers `Unimplemented`.
-pub struct PendingLease;
 /// Auth service placeholder: every RPC answers `Unimplemented`.
 pub struct PendingAuth;
 
-#[tonic::async_trait]
-impl Lease for PendingLease {}
 #[tonic::async_trait]
 impl Auth for PendingAuth {}

@@ -1,12 +1,15 @@
 //! Multi-version concurrency control: revisions, the key index, the store and etcd's request
 //! semantics on top of it.
 
+pub mod apply;
 pub mod check;
 pub mod index;
+pub mod lease;
 pub mod ops;
 pub mod revision;
 pub mod store;
 pub mod watch_hub;
 
+pub use apply::ApplyBatch;
 pub use index::RangeEnd;
-pub use store::{ApplyBatch, KvRead, KvWrite, MvccStore, RangeOptions, ReadOnly};
+pub use store::{KvRead, KvWrite, MvccStore, RangeOptions, ReadOnly};

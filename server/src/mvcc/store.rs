@@ -6,21 +6,23 @@
 //! write lock, stages every record in one engine batch and publishes the new revision only after
 //! that batch is written, so a crash leaves either all of a log entry's effects or none.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use parking_lot::{RwLock, RwLockWriteGuard};
+use parking_lot::{Mutex, RwLock};
 use prost::Message;
 
+use super::apply::ApplyBatch;
 use super::index::{IndexEntry, KeyIndex, RangeEnd};
+use super::lease::{LEASE_PREFIX, LeaseRecord, LeaseTable};
 use super::revision::{REV_PREFIX, Revision};
 use crate::error::EtcdError;
 use crate::proto::mvccpb::{Event, KeyValue, event::EventType};
 use crate::storage::{Keyspace, Pair, StorageError, WriteBatch};
+use std::collections::HashMap;
 
-const META_REVISION: &[u8] = b"m/revision";
-const META_COMPACT: &[u8] = b"m/compact";
+pub(super) const META_REVISION: &[u8] = b"m/revision";
+pub(super) const META_COMPACT: &[u8] = b"m/compact";
 
 /// Options of a store-level range read.
 #[derive(Debug, Clone, Copy, Default)]
@@ -103,10 +105,11 @@ impl KvWrite for ReadOnly<'_> {
 
 /// The MVCC store over one engine keyspace.
 pub struct MvccStore {
-    ks: Arc<dyn Keyspace>,
-    index: RwLock<KeyIndex>,
-    current_rev: AtomicI64,
-    compact_rev: AtomicI64,
+    pub(super) ks: Arc<dyn Keyspace>,
+    pub(super) index: RwLock<KeyIndex>,
+    pub(super) current_rev: AtomicI64,
+    pub(super) compact_rev: AtomicI64,
+    pub(super) leases: Mutex<LeaseTable>,
 }
 
 fn read_i64(ks: &dyn Keyspace, key: &[u8]) -> Result<Option<i64>, StorageError> {
@@ -131,11 +134,13 @@ impl MvccStore {
     /// Opens the store in `ks`, rebuilding the key index from the revision records.
     pub fn open(ks: Arc<dyn Keyspace>) -> Result<Self, StorageError> {
         let (index, current, compact) = rebuild(ks.as_ref())?;
+        let leases = load_leases(ks.as_ref(), &index, current)?;
         Ok(Self {
             ks,
             index: RwLock::new(index),
             current_rev: AtomicI64::new(current),
             compact_rev: AtomicI64::new(compact),
+            leases: Mutex::new(leases),
         })
     }
 
@@ -143,15 +148,58 @@ impl MvccStore {
     pub fn reload(&self) -> Result<(), StorageError> {
         let mut guard = self.index.write();
         let (index, current, compact) = rebuild(self.ks.as_ref())?;
+        *self.leases.lock() = load_leases(self.ks.as_ref(), &index, current)?;
         *guard = index;
         self.compact_rev.store(compact, Ordering::Release);
         self.current_rev.store(current, Ordering::Release);
         Ok(())
     }
 
+    /// True when lease `id` exists.
+    pub fn lease_exists(&self, id: i64) -> bool {
+        self.leases.lock().contains(id)
+    }
+
+    /// Renews lease `id` (leader only); its TTL, or `None` when unknown or expired.
+    pub fn lease_renew(&self, id: i64) -> Option<i64> {
+        self.leases.lock().renew(id, std::time::Instant::now())
+    }
+
+    /// LeaseTimeToLive of `id`.
+    pub fn lease_time_to_live(&self, id: i64) -> Option<super::lease::TimeToLive> {
+        self.leases
+            .lock()
+            .time_to_live(id, std::time::Instant::now())
+    }
+
+    /// Every lease id, ascending.
+    pub fn lease_ids(&self) -> Vec<i64> {
+        self.leases.lock().ids()
+    }
+
+    /// Leases past their expiry, soonest first (leader only).
+    pub fn leases_expired(&self, limit: usize) -> Vec<i64> {
+        self.leases.lock().expired(std::time::Instant::now(), limit)
+    }
+
+    /// Gives every lease its full TTL from now (on becoming leader).
+    pub fn leases_refresh(&self) {
+        self.leases.lock().refresh_all(std::time::Instant::now());
+    }
+
     /// A caller-owned record stored beside the data (see [`ApplyBatch::put_meta`]).
     pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.ks.get(key)
+    }
+
+    /// Runs `read` on the raw keyspace while no apply or compaction can run, with the current
+    /// and compacted revisions at that moment: a consistent point-in-time view for snapshots
+    /// and hashes.
+    pub fn read_frozen<R>(&self, read: impl FnOnce(&dyn Keyspace, i64, i64) -> R) -> R {
+        let _frozen = self.index.read();
+        let rev = self.current_rev.load(Ordering::Acquire);
+        let compact = self.compact_rev.load(Ordering::Acquire);
+        read(self.ks.as_ref(), rev, compact)
     }
 
     /// Every record of the keyspace, read while no apply can run, for a point-in-time copy.
@@ -239,6 +287,31 @@ impl MvccStore {
     }
 }
 
+/// Reads the lease records and attaches every live key that names one of them.
+fn load_leases(
+    ks: &dyn Keyspace,
+    index: &KeyIndex,
+    current: i64,
+) -> Result<LeaseTable, StorageError> {
+    let mut table = LeaseTable::default();
+    let now = std::time::Instant::now();
+    for pair in ks.range(&[LEASE_PREFIX], Some(&[LEASE_PREFIX + 1])) {
+        let (key, value) = pair?;
+        let record: LeaseRecord =
+            postcard::from_bytes(&value).map_err(|_| StorageError::Corrupt {
+                what: format!("lease record {key:?}"),
+            })?;
+        table.grant(record, now);
+    }
+    index.for_each_live(&[], &RangeEnd::Unbounded, current, |key, entry| {
+        if entry.lease != 0 {
+            table.attach(entry.lease, key);
+        }
+        true
+    });
+    Ok(table)
+}
+
 /// Reads the index, current revision and compacted revision back from the records.
 fn rebuild(ks: &dyn Keyspace) -> Result<(KeyIndex, i64, i64), StorageError> {
     let mut index = KeyIndex::new();
@@ -303,7 +376,7 @@ impl KvRead for MvccStore {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn range_at(
+pub(super) fn range_at(
     index: &KeyIndex,
     ks: &dyn Keyspace,
     overlay: Option<&HashMap<Revision, KeyValue>>,
@@ -347,213 +420,4 @@ fn range_at(
         count,
         rev: cur_rev,
     })
-}
-
-/// Applies a run of log entries to the store; see the module docs for its guarantees.
-pub struct ApplyBatch<'a> {
-    store: &'a MvccStore,
-    index: RwLockWriteGuard<'a, KeyIndex>,
-    rev: i64,
-    compact_rev: i64,
-    batch: WriteBatch,
-    overlay: HashMap<Revision, KeyValue>,
-    events: Vec<Event>,
-}
-
-impl<'a> ApplyBatch<'a> {
-    /// Starts one request: all its changes share the next revision.
-    pub fn request(&mut self) -> RequestWrite<'_, 'a> {
-        let begin_rev = self.rev;
-        RequestWrite {
-            apply: self,
-            begin_rev,
-            changes: 0,
-        }
-    }
-
-    /// Compacts history below `rev` (logically and physically) as part of this batch.
-    pub fn compact(&mut self, rev: i64) -> Result<i64, EtcdError> {
-        if rev <= self.compact_rev {
-            return Err(EtcdError::Compacted);
-        }
-        if rev > self.rev {
-            return Err(EtcdError::FutureRev);
-        }
-        for (r, tombstone) in self.index.compact(rev) {
-            self.batch.delete(r.to_key(tombstone));
-            self.overlay.remove(&r);
-        }
-        self.compact_rev = rev;
-        self.batch
-            .put(META_COMPACT.to_vec(), rev.to_be_bytes().to_vec());
-        Ok(self.rev)
-    }
-
-    /// Adds a caller-owned record (e.g. the applied log position) to the same atomic batch.
-    pub fn put_meta(&mut self, key: &[u8], value: Vec<u8>) {
-        self.batch.put(key.to_vec(), value);
-    }
-
-    /// The revision after everything applied so far in this batch.
-    pub fn rev(&self) -> i64 {
-        self.rev
-    }
-
-    /// Writes the batch and publishes the new revision; returns the events it produced in order.
-    pub fn commit(mut self) -> Result<Vec<Event>, StorageError> {
-        self.batch
-            .put(META_REVISION.to_vec(), self.rev.to_be_bytes().to_vec());
-        self.store.ks.write(std::mem::take(&mut self.batch))?;
-        self.store
-            .compact_rev
-            .store(self.compact_rev, Ordering::Release);
-        self.store.current_rev.store(self.rev, Ordering::Release);
-        Ok(std::mem::take(&mut self.events))
-    }
-}
-
-/// The changes of one request inside an [`ApplyBatch`], mirroring etcd's write transaction.
-pub struct RequestWrite<'b, 'a> {
-    apply: &'b mut ApplyBatch<'a>,
-    begin_rev: i64,
-    changes: i64,
-}
-
-impl RequestWrite<'_, '_> {
-    fn read_rev(&self) -> i64 {
-        if self.changes > 0 {
-            self.begin_rev + 1
-        } else {
-            self.begin_rev
-        }
-    }
-
-    fn put_change(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> i64 {
-        let rev = self.begin_rev + 1;
-        let (create, version) = match self.apply.index.get(key, rev) {
-            Some(prev) => (prev.create, prev.version + 1),
-            None => (rev, 1),
-        };
-        let r = Revision::new(rev, self.changes);
-        let kv = KeyValue {
-            key: key.to_vec(),
-            value,
-            create_revision: create,
-            mod_revision: rev,
-            version,
-            lease,
-        };
-        self.apply.batch.put(r.to_key(false), kv.encode_to_vec());
-        self.apply.index.record(
-            key,
-            IndexEntry {
-                rev: r,
-                create,
-                version,
-                lease,
-            },
-        );
-        self.apply.events.push(Event {
-            r#type: EventType::Put as i32,
-            kv: Some(kv.clone()),
-            prev_kv: None,
-        });
-        self.apply.overlay.insert(r, kv);
-        self.changes += 1;
-        rev
-    }
-
-    fn delete_changes(&mut self, key: &[u8], end: &RangeEnd) -> (i64, i64) {
-        let at = self.read_rev();
-        let mut keys = Vec::new();
-        self.apply.index.for_each_live(key, end, at, |k, _| {
-            keys.push(k.to_vec());
-            true
-        });
-        let rev = self.begin_rev + 1;
-        for k in &keys {
-            let r = Revision::new(rev, self.changes);
-            let tomb = KeyValue {
-                key: k.clone(),
-                ..Default::default()
-            };
-            self.apply.batch.put(r.to_key(true), tomb.encode_to_vec());
-            self.apply.index.record(
-                k,
-                IndexEntry {
-                    rev: r,
-                    create: 0,
-                    version: 0,
-                    lease: 0,
-                },
-            );
-            let event_kv = KeyValue {
-                key: k.clone(),
-                mod_revision: rev,
-                ..Default::default()
-            };
-            self.apply.events.push(Event {
-                r#type: EventType::Delete as i32,
-                kv: Some(event_kv),
-                prev_kv: None,
-            });
-            self.changes += 1;
-        }
-        let deleted = keys.len() as i64;
-        if deleted != 0 || self.changes > 0 {
-            (deleted, rev)
-        } else {
-            (0, self.begin_rev)
-        }
-    }
-
-    /// True once the request has changed anything (it then consumes a revision).
-    pub fn changed(&self) -> bool {
-        self.changes > 0
-    }
-
-    /// Ends the request; the batch's revision advances if anything changed.
-    pub fn finish(self) -> i64 {
-        if self.changes > 0 {
-            self.apply.rev = self.begin_rev + 1;
-        }
-        self.apply.rev
-    }
-}
-
-impl KvWrite for RequestWrite<'_, '_> {
-    fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<i64, EtcdError> {
-        Ok(self.put_change(key, value, lease))
-    }
-    fn delete_range(&mut self, key: &[u8], end: &RangeEnd) -> Result<(i64, i64), EtcdError> {
-        Ok(self.delete_changes(key, end))
-    }
-}
-
-impl KvRead for RequestWrite<'_, '_> {
-    fn range(
-        &self,
-        key: &[u8],
-        end: &RangeEnd,
-        opts: RangeOptions,
-    ) -> Result<RangeResult, EtcdError> {
-        range_at(
-            &self.apply.index,
-            self.apply.store.ks.as_ref(),
-            Some(&self.apply.overlay),
-            self.read_rev(),
-            self.apply.compact_rev,
-            key,
-            end,
-            opts,
-        )
-    }
-
-    fn rev(&self) -> i64 {
-        self.read_rev()
-    }
-
-    fn compact_rev(&self) -> i64 {
-        self.apply.compact_rev
-    }
 }

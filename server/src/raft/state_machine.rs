@@ -25,7 +25,9 @@ use super::types::{
 use crate::error::EtcdError;
 use crate::mvcc::watch_hub::{WatchHub, group_by_revision};
 use crate::mvcc::{ApplyBatch, KvRead, MvccStore, ops};
-use crate::proto::etcdserverpb::{CompactionResponse, ResponseHeader};
+use crate::proto::etcdserverpb::{
+    CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader,
+};
 use crate::proto::raftpb::raft_command::Command as Cmd;
 use crate::storage::Engine;
 
@@ -97,8 +99,8 @@ impl StateMachine {
 
 /// Applies one client command; request errors become the entry's result, not a failure.
 fn apply_command(batch: &mut ApplyBatch<'_>, cmd: Command) -> CommandResult {
-    // Leases arrive with the lease service; until then no lease id exists.
-    let lease_exists = |_: i64| false;
+    let store = batch.store();
+    let lease_exists = |id: i64| store.lease_exists(id);
     let outcome = match cmd.0.command {
         Some(Cmd::Put(p)) => {
             let mut w = batch.request();
@@ -124,6 +126,25 @@ fn apply_command(batch: &mut ApplyBatch<'_>, cmd: Command) -> CommandResult {
         }
         Some(Cmd::Compaction(c)) => batch.compact(c.revision).map(|rev| {
             Applied::Compaction(CompactionResponse {
+                header: Some(ResponseHeader {
+                    revision: rev,
+                    ..Default::default()
+                }),
+            })
+        }),
+        Some(Cmd::LeaseGrant(g)) => batch.lease_grant(g.id, g.ttl, 0).map(|ttl| {
+            Applied::LeaseGrant(LeaseGrantResponse {
+                header: Some(ResponseHeader {
+                    revision: batch.rev(),
+                    ..Default::default()
+                }),
+                id: g.id,
+                ttl,
+                error: String::new(),
+            })
+        }),
+        Some(Cmd::LeaseRevoke(r)) => batch.lease_revoke(r.id).map(|rev| {
+            Applied::LeaseRevoke(LeaseRevokeResponse {
                 header: Some(ResponseHeader {
                     revision: rev,
                     ..Default::default()

@@ -10,7 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::EtcdError;
 use crate::proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    TxnResponse,
 };
 use crate::proto::raftpb::{ApplyResult, RaftCommand, apply_result};
 
@@ -110,6 +111,10 @@ pub enum Applied {
     Txn(TxnResponse),
     /// A Compact's response.
     Compaction(CompactionResponse),
+    /// A LeaseGrant's response.
+    LeaseGrant(LeaseGrantResponse),
+    /// A LeaseRevoke's response.
+    LeaseRevoke(LeaseRevokeResponse),
     /// An entry that answers nobody (blank or membership entries).
     Nothing,
 }
@@ -132,6 +137,8 @@ impl CommandResult {
             Ok(Applied::DeleteRange(r)) => Some(R::DeleteRange(r.clone())),
             Ok(Applied::Txn(r)) => Some(R::Txn(r.clone())),
             Ok(Applied::Compaction(r)) => Some(R::Compaction(*r)),
+            Ok(Applied::LeaseGrant(r)) => Some(R::LeaseGrant(r.clone())),
+            Ok(Applied::LeaseRevoke(r)) => Some(R::LeaseRevoke(*r)),
             Ok(Applied::Nothing) => None,
             Err(e) => Some(R::Error(postcard::to_stdvec(e).unwrap_or_default())),
         };
@@ -145,6 +152,8 @@ impl CommandResult {
             Some(R::DeleteRange(r)) => Ok(Applied::DeleteRange(r)),
             Some(R::Txn(r)) => Ok(Applied::Txn(r)),
             Some(R::Compaction(r)) => Ok(Applied::Compaction(r)),
+            Some(R::LeaseGrant(r)) => Ok(Applied::LeaseGrant(r)),
+            Some(R::LeaseRevoke(r)) => Ok(Applied::LeaseRevoke(r)),
             Some(R::Error(e)) => Err(postcard::from_bytes(&e).map_err(|e| e.to_string())?),
             None => Ok(Applied::Nothing),
         }))

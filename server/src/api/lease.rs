@@ -1,0 +1,211 @@
+//! The Lease service. Grant and Revoke go through the log; KeepAlive, TimeToLive and Leases are
+//! answered by the leader's lease table (a single member is always its own leader; forwarding
+//! from followers arrives with replication).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{Member, expect_applied};
+use crate::error::EtcdError;
+use crate::mvcc::KvRead;
+use crate::mvcc::lease::MAX_LEASE_TTL;
+use crate::proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, lease_server::Lease,
+};
+use crate::proto::raftpb::raft_command::Command;
+use crate::raft::Applied;
+
+type KeepAliveStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+/// The Lease service of one member.
+pub struct LeaseService {
+    member: Arc<Member>,
+    next_id: AtomicU64,
+}
+
+/// SplitMix64: spreads a counter into well-mixed ids, like etcd's request-id generator does.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl LeaseService {
+    /// A Lease service over `member`.
+    pub fn new(member: Arc<Member>) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = member.identity.member_id ^ nanos;
+        Self {
+            member,
+            next_id: AtomicU64::new(seed),
+        }
+    }
+
+    /// A fresh positive lease id not in use.
+    fn new_id(&self) -> i64 {
+        loop {
+            let id = (mix(self.next_id.fetch_add(1, Ordering::Relaxed)) >> 1) as i64;
+            if id != 0 && !self.member.store.lease_exists(id) {
+                return id;
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut g = request.into_inner();
+        if g.ttl > MAX_LEASE_TTL {
+            return Err(EtcdError::LeaseTtlTooLarge.into());
+        }
+        if g.id == 0 {
+            g.id = self.new_id();
+        }
+        g.ttl = g.ttl.max(self.member.limits.min_lease_ttl);
+        let applied = self.member.propose(Command::LeaseGrant(g)).await?;
+        let mut resp = expect_applied(applied, |a| match a {
+            Applied::LeaseGrant(r) => Some(r),
+            _ => None,
+        })?;
+        self.member.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let r = request.into_inner();
+        let applied = self.member.propose(Command::LeaseRevoke(r)).await?;
+        let mut resp = expect_applied(applied, |a| match a {
+            Applied::LeaseRevoke(r) => Some(r),
+            _ => None,
+        })?;
+        self.member.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<KeepAliveStream>, Status> {
+        let mut inbound = request.into_inner();
+        let member = self.member.clone();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Some(Ok(req)) = inbound.next().await {
+                if !member.has_leader() {
+                    let _ = tx.send(Err(EtcdError::NoLeader.into())).await;
+                    return;
+                }
+                // etcd answers an unknown or expired lease with TTL 0, not an error.
+                let ttl = member.store.lease_renew(req.id).unwrap_or(0);
+                let resp = LeaseKeepAliveResponse {
+                    header: member.header(member.store.rev()),
+                    id: req.id,
+                    ttl,
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let r = request.into_inner();
+        self.member.linearizable().await?;
+        let header = self.member.header(self.member.store.rev());
+        let resp = match self.member.store.lease_time_to_live(r.id) {
+            // etcd reports an unknown lease as TTL -1, not as an error.
+            None => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: -1,
+                ..Default::default()
+            },
+            Some(t) => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: t.remaining,
+                granted_ttl: t.granted,
+                keys: if r.keys { t.keys } else { Vec::new() },
+            },
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(
+        &self,
+        _: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        self.member.linearizable().await?;
+        let leases = self
+            .member
+            .store
+            .lease_ids()
+            .into_iter()
+            .map(|id| LeaseStatus { id })
+            .collect();
+        let header = self.member.header(self.member.store.rev());
+        Ok(Response::new(LeaseLeasesResponse { header, leases }))
+    }
+}
+
+/// How often the leader looks for expired leases.
+const EXPIRY_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+/// Most leases revoked per check (etcd revokes at most 1000 per second).
+const REVOKES_PER_CHECK: usize = 500;
+
+/// Revokes expired leases through the log while this member leads; gives every lease its full
+/// TTL again whenever it becomes leader. Runs until the task is dropped.
+pub async fn expire_leases(member: Arc<Member>) {
+    let mut interval = tokio::time::interval(EXPIRY_CHECK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading = false;
+    loop {
+        interval.tick().await;
+        let is_leader =
+            member.raft.metrics().borrow().current_leader == Some(member.identity.member_id);
+        if is_leader && !leading {
+            member.store.leases_refresh();
+        }
+        leading = is_leader;
+        if !leading {
+            continue;
+        }
+        for id in member.store.leases_expired(REVOKES_PER_CHECK) {
+            match member
+                .propose(Command::LeaseRevoke(LeaseRevokeRequest { id }))
+                .await
+            {
+                Ok(_) | Err(EtcdError::LeaseNotFound) => {}
+                Err(e) => {
+                    tracing::warn!(lease = id, error = %e, "failed to revoke an expired lease");
+                    break;
+                }
+            }
+        }
+    }
+}
