@@ -13,4 +13,5 @@ pub mod mvcc;
 pub mod proto;
 pub mod raft;
 pub mod server;
+pub mod snapshot;
 pub mod storage;

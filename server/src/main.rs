@@ -1,4 +1,5 @@
-//! The `oxcd` binary: parses etcd-style flags and runs one member until SIGINT or SIGTERM.
+//! The `oxcd` binary: `oxcd snapshot save|restore|status` runs the snapshot tool; anything else
+//! is a member's etcd-style flags, and the member runs until SIGINT or SIGTERM.
 
 use clap::Parser;
 use oxcd_server::config::{MemberConfig, normalize_args};
@@ -21,7 +22,14 @@ async fn shutdown_signal() {
 }
 
 fn main() -> std::process::ExitCode {
-    let cfg = MemberConfig::parse_from(normalize_args(std::env::args()));
+    let args = normalize_args(std::env::args());
+    if args.get(1).map(String::as_str) == Some("snapshot") {
+        let program = format!("{} snapshot", args.first().map_or("oxcd", String::as_str));
+        return oxcd_server::snapshot::cli::run(
+            std::iter::once(program).chain(args.into_iter().skip(2)),
+        );
+    }
+    let cfg = MemberConfig::parse_from(args);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{},openraft=warn", cfg.log_level))
     });

@@ -165,6 +165,10 @@ pub async fn run(
     let lease_expiry = tokio::spawn(crate::api::lease::expire_leases(member.clone()));
 
     let listeners = bind_all(&cfg.listen_client_urls).await?;
+    // Snapshot images are staged beside the store, where there is room for a copy of it.
+    let scratch_dir = db_path
+        .parent()
+        .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
     let max_decode = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -185,9 +189,9 @@ pub async fn run(
             )
             .add_service(LeaseServer::new(LeaseService::new(member.clone())))
             .add_service(ClusterServer::new(ClusterService::new(member.clone())))
-            .add_service(MaintenanceServer::new(MaintenanceService::new(
-                member.clone(),
-            )))
+            .add_service(MaintenanceServer::new(
+                MaintenanceService::new(member.clone()).with_scratch_dir(scratch_dir.clone()),
+            ))
             .add_service(AuthServer::new(PendingAuth));
         let mut stop = stop_rx.clone();
         servers.spawn(router.serve_with_incoming_shutdown(

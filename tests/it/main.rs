@@ -9,4 +9,8 @@ mod etcdctl_kv;
 mod harness;
 mod kv_diff;
 mod lease_diff;
+mod maintenance_diff;
+mod quota;
+mod snapshot;
 mod watch_diff;
+mod watch_regressions;

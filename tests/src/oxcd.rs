@@ -49,21 +49,28 @@ impl OxcdServer {
 
     /// Starts a fresh member with `extra_args` appended to the harness's flags.
     pub async fn start_with(extra_args: &[&str]) -> Result<Self> {
+        let mut server = Self::prepare(extra_args)?;
+        server.launch().await?;
+        Ok(server)
+    }
+
+    /// A member whose directory and port are chosen but which is not started: fill
+    /// [`OxcdServer::data_dir`] (e.g. by restoring a snapshot into it), then start it with
+    /// [`OxcdServer::restart`].
+    pub fn prepare(extra_args: &[&str]) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("oxcd-member-")
             .tempdir()
             .map_err(HarnessError::CreateTempDir)?;
         let [client_port] = free_ports::<1>()?;
-        let mut server = Self {
+        Ok(Self {
             process: None,
             endpoint: format!("http://127.0.0.1:{client_port}"),
             client_port,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             starts: 0,
             dir,
-        };
-        server.launch().await?;
-        Ok(server)
+        })
     }
 
     async fn launch(&mut self) -> Result<()> {

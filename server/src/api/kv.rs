@@ -64,6 +64,7 @@ impl Kv for KvService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let p = request.into_inner();
         check::put(&p)?;
+        self.member.check_quota(super::quota::put_cost(&p)).await?;
         let applied = self.member.propose(Command::Put(p)).await?;
         let mut resp = expect_applied(applied, |a| match a {
             Applied::Put(r) => Some(r),
@@ -98,6 +99,7 @@ impl Kv for KvService {
             let mut view = ReadOnly(self.member.store.as_ref());
             ops::txn(&mut view, &t, &|id| self.member.store.lease_exists(id))?
         } else {
+            self.member.check_quota(super::quota::txn_cost(&t)).await?;
             let applied = self.member.propose(Command::Txn(t)).await?;
             expect_applied(applied, |a| match a {
                 Applied::Txn(r) => Some(r),

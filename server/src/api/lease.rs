@@ -79,6 +79,7 @@ impl Lease for LeaseService {
             g.id = self.new_id();
         }
         g.ttl = g.ttl.max(self.member.limits.min_lease_ttl);
+        self.member.check_quota(super::quota::lease_cost()).await?;
         let applied = self.member.propose(Command::LeaseGrant(g)).await?;
         let mut resp = expect_applied(applied, |a| match a {
             Applied::LeaseGrant(r) => Some(r),

@@ -1,27 +1,69 @@
-//! The Maintenance service. Status reports what kube-apiserver and etcdctl read from it; the
-//! other maintenance RPCs (snapshot, defragment, alarms, hashes) arrive with their own issue.
+//! The Maintenance service. Status reports what kube-apiserver and etcdctl read from it; Alarm
+//! lists and raises/disarms alarms (`api::quota`); HashKV
+//! and Hash hash the store (`mvcc::hash`), Snapshot streams a point-in-time image of it
+//! (`snapshot::export`), and Defragment does what sled allows.
+//!
+//! Defragment: etcd rewrites its bbolt file to return free pages to the filesystem. sled has no
+//! online compaction of its files (it reclaims segments itself as it goes), so oxcd's Defragment
+//! only flushes everything to disk and answers as etcd does; the size on disk does not shrink.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use super::Member;
 use crate::error::EtcdError;
-use crate::proto::etcdserverpb::{StatusRequest, StatusResponse, maintenance_server::Maintenance};
+use crate::mvcc::hash;
+use crate::proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, DowngradeInfo,
+    HashKvRequest, HashKvResponse, HashRequest, HashResponse, SnapshotRequest, SnapshotResponse,
+    StatusRequest, StatusResponse, maintenance_server::Maintenance,
+};
+use crate::snapshot::export;
 
 /// The etcd API version oxcd implements. kube-apiserver parses this and keeps features such as
 /// RequestWatchProgress only from 3.5.13 on; oxcd's own version is in `oxcd --version`.
 pub const ETCD_API_VERSION: &str = "3.6.0";
 
+/// The stream of a Snapshot call.
+type SnapshotStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
 /// The Maintenance service of one member.
 pub struct MaintenanceService {
     member: Arc<Member>,
+    scratch_dir: PathBuf,
 }
 
 impl MaintenanceService {
-    /// A Maintenance service over `member`.
+    /// A Maintenance service over `member`; snapshot images are staged in the system's
+    /// temporary directory until [`MaintenanceService::with_scratch_dir`] names another.
     pub fn new(member: Arc<Member>) -> Self {
-        Self { member }
+        Self {
+            member,
+            scratch_dir: std::env::temp_dir(),
+        }
+    }
+
+    /// Stages snapshot images in `dir` (best on the data dir's filesystem, which has room for
+    /// a copy of the store).
+    pub fn with_scratch_dir(mut self, dir: PathBuf) -> Self {
+        self.scratch_dir = dir;
+        self
+    }
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, EtcdError> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(Status::from),
+        Err(e) => Err(Status::internal(format!(
+            "oxcd: maintenance task failed: {e}"
+        ))),
     }
 }
 
@@ -31,6 +73,17 @@ impl Maintenance for MaintenanceService {
         let db_size = self.member.engine.size_on_disk().map_err(EtcdError::from)?;
         let db_size = i64::try_from(db_size).unwrap_or(i64::MAX);
         let metrics = self.member.raft.metrics().borrow().clone();
+        let mut errors = Vec::new();
+        if metrics.current_leader.is_none() {
+            errors.push(EtcdError::NoLeader.to_string());
+        }
+        errors.extend(
+            self.member
+                .store
+                .alarms(AlarmType::None)
+                .iter()
+                .map(crate::mvcc::alarm::describe),
+        );
         let header = self
             .member
             .header(crate::mvcc::KvRead::rev(self.member.store.as_ref()));
@@ -42,12 +95,92 @@ impl Maintenance for MaintenanceService {
             raft_index: metrics.last_log_index.unwrap_or(0),
             raft_term: metrics.current_term,
             raft_applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
-            errors: Vec::new(),
-            db_size_in_use: db_size,
+            errors,
+            // The data in use (what the quota applies to); sled's files are larger.
+            db_size_in_use: self.member.store.bytes_in_use().min(db_size),
             is_learner: false,
             storage_version: ETCD_API_VERSION.to_string(),
             db_size_quota: self.member.limits.quota_bytes,
-            downgrade_info: None,
+            downgrade_info: Some(DowngradeInfo {
+                enabled: false,
+                target_version: String::new(),
+            }),
         }))
+    }
+
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        Ok(Response::new(
+            self.member.alarm(request.into_inner()).await?,
+        ))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let revision = request.into_inner().revision;
+        let store = self.member.store.clone();
+        let (h, current) = blocking(move || {
+            store.read_frozen(|ks, current, compact| {
+                hash::hash_kv(ks, current, compact, revision).map(|h| (h, current))
+            })
+        })
+        .await?;
+        Ok(Response::new(HashKvResponse {
+            header: self.member.header(current),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.revision,
+        }))
+    }
+
+    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let store = self.member.store.clone();
+        let (h, current) = blocking(move || {
+            store.read_frozen(|ks, current, _| {
+                hash::hash_store(ks)
+                    .map(|h| (h, current))
+                    .map_err(EtcdError::from)
+            })
+        })
+        .await?;
+        Ok(Response::new(HashResponse {
+            header: self.member.header(current),
+            hash: h,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        tracing::info!("starting defragment (sled: flush only)");
+        let engine = self.member.engine.clone();
+        blocking(move || engine.flush().map_err(EtcdError::from)).await?;
+        tracing::info!("finished defragment");
+        Ok(Response::new(DefragmentResponse { header: None }))
+    }
+
+    async fn snapshot(
+        &self,
+        _: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        let store = self.member.store.clone();
+        let scratch = self.scratch_dir.clone();
+        let exported = blocking(move || {
+            export::write_image(&store, &scratch, ETCD_API_VERSION)
+                .map_err(|e| EtcdError::Internal(format!("oxcd: {}", crate::error::chain(&e))))
+        })
+        .await?;
+        tracing::info!(
+            total_bytes = exported.content_len,
+            revision = exported.header.revision,
+            "sending database snapshot to client"
+        );
+        let stream = export::stream(exported, ETCD_API_VERSION.to_string());
+        Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -5,6 +5,7 @@ pub mod grpc_status;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod quota;
 pub mod unimplemented;
 pub mod watch;
 

@@ -28,6 +28,7 @@ pub struct ApplyBatch<'a> {
     pub(super) batch: WriteBatch,
     pub(super) overlay: HashMap<Revision, KeyValue>,
     pub(super) events: Vec<Event>,
+    pub(super) in_use_delta: i64,
 }
 
 impl<'a> ApplyBatch<'a> {
@@ -50,13 +51,38 @@ impl<'a> ApplyBatch<'a> {
             return Err(EtcdError::FutureRev);
         }
         for (r, tombstone) in self.index.compact(rev) {
-            self.batch.delete(r.to_key(tombstone));
-            self.overlay.remove(&r);
+            let key = r.to_key(tombstone);
+            let size = match self.overlay.remove(&r) {
+                Some(kv) => kv.encoded_len(),
+                None => self
+                    .store
+                    .ks
+                    .get(&key)
+                    .map_err(EtcdError::from)?
+                    .map_or(0, |v| v.len()),
+            };
+            self.in_use_delta -= (key.len() + size) as i64;
+            self.batch.delete(key);
         }
         self.compact_rev = rev;
         self.batch
             .put(META_COMPACT.to_vec(), rev.to_be_bytes().to_vec());
         Ok(self.rev)
+    }
+
+    /// Raises `alarm` for `member`; true when it was not raised before.
+    pub fn alarm_activate(&mut self, member: u64, alarm: i32) -> bool {
+        let fresh = self.store.alarms.lock().activate(member, alarm);
+        self.batch
+            .put(super::alarm::alarm_key(member, alarm), Vec::new());
+        fresh
+    }
+
+    /// Clears `alarm` for `member`; true when it was raised.
+    pub fn alarm_deactivate(&mut self, member: u64, alarm: i32) -> bool {
+        let was = self.store.alarms.lock().deactivate(member, alarm);
+        self.batch.delete(super::alarm::alarm_key(member, alarm));
+        was
     }
 
     /// The store being applied to (outliving this batch's borrows).
@@ -120,6 +146,9 @@ impl<'a> ApplyBatch<'a> {
             .put(META_REVISION.to_vec(), self.rev.to_be_bytes().to_vec());
         self.store.ks.write(std::mem::take(&mut self.batch))?;
         self.store
+            .in_use
+            .fetch_add(self.in_use_delta, Ordering::AcqRel);
+        self.store
             .compact_rev
             .store(self.compact_rev, Ordering::Release);
         self.store.current_rev.store(self.rev, Ordering::Release);
@@ -167,7 +196,9 @@ impl RequestWrite<'_, '_> {
             version,
             lease,
         };
-        self.apply.batch.put(r.to_key(false), kv.encode_to_vec());
+        let record = kv.encode_to_vec();
+        self.apply.in_use_delta += (17 + record.len()) as i64;
+        self.apply.batch.put(r.to_key(false), record);
         self.apply.index.record(
             key,
             IndexEntry {
@@ -207,7 +238,9 @@ impl RequestWrite<'_, '_> {
                 key: k.clone(),
                 ..Default::default()
             };
-            self.apply.batch.put(r.to_key(true), tomb.encode_to_vec());
+            let record = tomb.encode_to_vec();
+            self.apply.in_use_delta += (18 + record.len()) as i64;
+            self.apply.batch.put(r.to_key(true), record);
             self.apply.index.record(
                 k,
                 IndexEntry {

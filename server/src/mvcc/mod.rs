@@ -1,8 +1,10 @@
 //! Multi-version concurrency control: revisions, the key index, the store and etcd's request
 //! semantics on top of it.
 
+pub mod alarm;
 pub mod apply;
 pub mod check;
+pub mod hash;
 pub mod index;
 pub mod lease;
 pub mod ops;

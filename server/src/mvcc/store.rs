@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
 
+use super::alarm::{ALARM_PREFIX, AlarmSet, parse_alarm_key};
 use super::apply::ApplyBatch;
 use super::index::{IndexEntry, KeyIndex, RangeEnd};
 use super::lease::{LEASE_PREFIX, LeaseRecord, LeaseTable};
@@ -110,6 +111,9 @@ pub struct MvccStore {
     pub(super) current_rev: AtomicI64,
     pub(super) compact_rev: AtomicI64,
     pub(super) leases: Mutex<LeaseTable>,
+    pub(super) alarms: Mutex<AlarmSet>,
+    /// Bytes of revision records kept (keys + values): what the backend quota applies to.
+    pub(super) in_use: AtomicI64,
 }
 
 fn read_i64(ks: &dyn Keyspace, key: &[u8]) -> Result<Option<i64>, StorageError> {
@@ -133,26 +137,49 @@ fn decode_kv(bytes: &[u8], rev: Revision) -> Result<KeyValue, StorageError> {
 impl MvccStore {
     /// Opens the store in `ks`, rebuilding the key index from the revision records.
     pub fn open(ks: Arc<dyn Keyspace>) -> Result<Self, StorageError> {
-        let (index, current, compact) = rebuild(ks.as_ref())?;
+        let (index, current, compact, in_use) = rebuild(ks.as_ref())?;
         let leases = load_leases(ks.as_ref(), &index, current)?;
+        let alarms = load_alarms(ks.as_ref())?;
         Ok(Self {
             ks,
             index: RwLock::new(index),
             current_rev: AtomicI64::new(current),
             compact_rev: AtomicI64::new(compact),
             leases: Mutex::new(leases),
+            alarms: Mutex::new(alarms),
+            in_use: AtomicI64::new(in_use),
         })
     }
 
     /// Rebuilds the in-memory state after the keyspace was replaced (snapshot install).
     pub fn reload(&self) -> Result<(), StorageError> {
         let mut guard = self.index.write();
-        let (index, current, compact) = rebuild(self.ks.as_ref())?;
+        let (index, current, compact, in_use) = rebuild(self.ks.as_ref())?;
         *self.leases.lock() = load_leases(self.ks.as_ref(), &index, current)?;
+        *self.alarms.lock() = load_alarms(self.ks.as_ref())?;
+        self.in_use.store(in_use, Ordering::Release);
         *guard = index;
         self.compact_rev.store(compact, Ordering::Release);
         self.current_rev.store(current, Ordering::Release);
         Ok(())
+    }
+
+    /// Bytes of revision records kept: what `--quota-backend-bytes` applies to.
+    pub fn bytes_in_use(&self) -> i64 {
+        self.in_use.load(Ordering::Acquire)
+    }
+
+    /// The raised alarms of type `filter` (all for NONE).
+    pub fn alarms(
+        &self,
+        filter: crate::proto::etcdserverpb::AlarmType,
+    ) -> Vec<crate::proto::etcdserverpb::AlarmMember> {
+        self.alarms.lock().list(filter)
+    }
+
+    /// True when some member has `alarm` raised.
+    pub fn alarm_raised(&self, alarm: crate::proto::etcdserverpb::AlarmType) -> bool {
+        self.alarms.lock().any(alarm)
     }
 
     /// True when lease `id` exists.
@@ -283,6 +310,7 @@ impl MvccStore {
             batch: WriteBatch::new(),
             overlay: HashMap::new(),
             events: Vec::new(),
+            in_use_delta: 0,
         }
     }
 }
@@ -312,12 +340,27 @@ fn load_leases(
     Ok(table)
 }
 
-/// Reads the index, current revision and compacted revision back from the records.
-fn rebuild(ks: &dyn Keyspace) -> Result<(KeyIndex, i64, i64), StorageError> {
+/// Reads the raised alarms.
+fn load_alarms(ks: &dyn Keyspace) -> Result<AlarmSet, StorageError> {
+    let mut set = AlarmSet::default();
+    for pair in ks.range(&[ALARM_PREFIX], Some(&[ALARM_PREFIX + 1])) {
+        let (key, _) = pair?;
+        let (member, alarm) = parse_alarm_key(&key).ok_or_else(|| StorageError::Corrupt {
+            what: "an alarm record".into(),
+        })?;
+        set.activate(member, alarm);
+    }
+    Ok(set)
+}
+
+/// Reads the index, current revision, compacted revision and bytes in use back from the records.
+fn rebuild(ks: &dyn Keyspace) -> Result<(KeyIndex, i64, i64, i64), StorageError> {
     let mut index = KeyIndex::new();
     let mut last_rev = 1;
+    let mut in_use = 0i64;
     for pair in ks.range(&[REV_PREFIX], Some(&[REV_PREFIX + 1])) {
         let (key, value) = pair?;
+        in_use += (key.len() + value.len()) as i64;
         let (rev, tombstone) = Revision::from_key(&key).ok_or_else(|| StorageError::Corrupt {
             what: "a revision key".into(),
         })?;
@@ -346,11 +389,15 @@ fn rebuild(ks: &dyn Keyspace) -> Result<(KeyIndex, i64, i64), StorageError> {
         // Records a crash left behind mid-compaction are unreachable; drop them now.
         let mut batch = WriteBatch::new();
         for (rev, tombstone) in index.compact(compact) {
-            batch.delete(rev.to_key(tombstone));
+            let key = rev.to_key(tombstone);
+            if let Some(v) = ks.get(&key)? {
+                in_use -= (key.len() + v.len()) as i64;
+            }
+            batch.delete(key);
         }
         ks.write(batch)?;
     }
-    Ok((index, current, compact))
+    Ok((index, current, compact, in_use))
 }
 
 impl KvRead for MvccStore {

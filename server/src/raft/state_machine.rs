@@ -26,7 +26,8 @@ use crate::error::EtcdError;
 use crate::mvcc::watch_hub::{WatchHub, group_by_revision};
 use crate::mvcc::{ApplyBatch, KvRead, MvccStore, ops};
 use crate::proto::etcdserverpb::{
-    CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, ResponseHeader, alarm_request::AlarmAction,
 };
 use crate::proto::raftpb::raft_command::Command as Cmd;
 use crate::storage::Engine;
@@ -101,7 +102,11 @@ impl StateMachine {
 fn apply_command(batch: &mut ApplyBatch<'_>, cmd: Command) -> CommandResult {
     let store = batch.store();
     let lease_exists = |id: i64| store.lease_exists(id);
+    // While NOSPACE is raised, writes that add data are refused; deletes and reads still run.
+    let capped = store.alarm_raised(AlarmType::Nospace);
     let outcome = match cmd.0.command {
+        Some(Cmd::Put(_)) | Some(Cmd::LeaseGrant(_)) if capped => Err(EtcdError::NoSpace),
+        Some(Cmd::Txn(t)) if capped && txn_puts(&t) => Err(EtcdError::NoSpace),
         Some(Cmd::Put(p)) => {
             let mut w = batch.request();
             let result = if p.lease != 0 && !lease_exists(p.lease) {
@@ -151,9 +156,41 @@ fn apply_command(batch: &mut ApplyBatch<'_>, cmd: Command) -> CommandResult {
                 }),
             })
         }),
+        Some(Cmd::Alarm(a)) => Ok(Applied::Alarm(apply_alarm(batch, &a))),
         None => Ok(Applied::Nothing),
     };
     CommandResult(outcome)
+}
+
+/// etcd's quota cost of a Txn is its puts (top-level, in either branch).
+fn txn_puts(t: &crate::proto::etcdserverpb::TxnRequest) -> bool {
+    use crate::proto::etcdserverpb::request_op::Request;
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .any(|op| matches!(op.request, Some(Request::RequestPut(_))))
+}
+
+fn apply_alarm(batch: &mut ApplyBatch<'_>, a: &AlarmRequest) -> AlarmResponse {
+    let member = AlarmMember {
+        member_id: a.member_id,
+        alarm: a.alarm,
+    };
+    let alarms = match AlarmAction::try_from(a.action) {
+        Ok(AlarmAction::Activate) if a.alarm != AlarmType::None as i32 => {
+            batch.alarm_activate(a.member_id, a.alarm);
+            vec![member]
+        }
+        Ok(AlarmAction::Deactivate) if batch.alarm_deactivate(a.member_id, a.alarm) => vec![member],
+        _ => Vec::new(),
+    };
+    AlarmResponse {
+        header: Some(ResponseHeader {
+            revision: batch.rev(),
+            ..Default::default()
+        }),
+        alarms,
+    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {

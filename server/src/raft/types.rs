@@ -10,8 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::EtcdError;
 use crate::proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
-    TxnResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, TxnResponse,
 };
 use crate::proto::raftpb::{ApplyResult, RaftCommand, apply_result};
 
@@ -115,6 +115,8 @@ pub enum Applied {
     LeaseGrant(LeaseGrantResponse),
     /// A LeaseRevoke's response.
     LeaseRevoke(LeaseRevokeResponse),
+    /// An Alarm (activate/deactivate) response.
+    Alarm(AlarmResponse),
     /// An entry that answers nobody (blank or membership entries).
     Nothing,
 }
@@ -139,6 +141,7 @@ impl CommandResult {
             Ok(Applied::Compaction(r)) => Some(R::Compaction(*r)),
             Ok(Applied::LeaseGrant(r)) => Some(R::LeaseGrant(r.clone())),
             Ok(Applied::LeaseRevoke(r)) => Some(R::LeaseRevoke(*r)),
+            Ok(Applied::Alarm(r)) => Some(R::Alarm(r.clone())),
             Ok(Applied::Nothing) => None,
             Err(e) => Some(R::Error(postcard::to_stdvec(e).unwrap_or_default())),
         };
@@ -154,6 +157,7 @@ impl CommandResult {
             Some(R::Compaction(r)) => Ok(Applied::Compaction(r)),
             Some(R::LeaseGrant(r)) => Ok(Applied::LeaseGrant(r)),
             Some(R::LeaseRevoke(r)) => Ok(Applied::LeaseRevoke(r)),
+            Some(R::Alarm(r)) => Ok(Applied::Alarm(r)),
             Some(R::Error(e)) => Err(postcard::from_bytes(&e).map_err(|e| e.to_string())?),
             None => Ok(Applied::Nothing),
         }))

@@ -1,0 +1,267 @@
+//! `oxcd snapshot restore`: a new member data dir from a snapshot, as `etcdutl snapshot restore`
+//! makes one for etcd.
+//!
+//! Nothing is written until the whole snapshot has been checked (magic, format version, size,
+//! SHA-256 and the structure of every record): a corrupt or truncated file leaves no data dir
+//! behind. The new data dir holds the member's identity (derived from the flags exactly as a
+//! fresh member's) and the store's records with their revision and compaction revision, but no
+//! Raft state: the member started on it (with the same `--name` and `--initial-cluster-token`)
+//! initializes a new one-member Raft group and serves the same keys at the same revision.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::format::{Image, SnapshotError};
+use crate::datadir::{DataDir, DataDirError, fresh_identity};
+use crate::mvcc::{KvRead, MvccStore};
+use crate::storage::sled_engine::SledEngine;
+use crate::storage::{Engine, StorageError, WriteBatch};
+
+/// Records per engine batch while loading.
+const BATCH_RECORDS: usize = 10_000;
+/// Bytes per engine batch while loading (values may be up to the request limit each).
+const BATCH_BYTES: usize = 16 << 20;
+/// Engine page cache while loading.
+const LOAD_CACHE_BYTES: u64 = 64 << 20;
+const META_REVISION: &[u8] = b"m/revision";
+const META_COMPACT: &[u8] = b"m/compact";
+
+/// What to restore where, with etcdutl's flags.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The snapshot file.
+    pub snapshot: PathBuf,
+    /// The data dir to create.
+    pub data_dir: PathBuf,
+    /// `--name` of the new member.
+    pub name: String,
+    /// `--initial-cluster`: `name=peer-url,...`.
+    pub initial_cluster: String,
+    /// `--initial-cluster-token`.
+    pub initial_cluster_token: String,
+    /// `--initial-advertise-peer-urls`.
+    pub peer_urls: Vec<String>,
+    /// `--bump-revision`: added to the restored revision.
+    pub bump_revision: u64,
+    /// `--mark-compacted`: compact at the (bumped) revision.
+    pub mark_compacted: bool,
+}
+
+/// What a restore produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The revision the new member will serve.
+    pub revision: i64,
+    /// Its compaction revision.
+    pub compact_revision: i64,
+    /// Records written.
+    pub records: u64,
+    /// The new member's id.
+    pub member_id: u64,
+}
+
+/// Why a restore was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The flags do not go together.
+    #[error("--mark-compacted required if --bump-revision > 0")]
+    BumpFlags,
+    /// `--initial-cluster` does not parse.
+    #[error("invalid --initial-cluster {value:?}: expected name=peer-url[,name=peer-url...]")]
+    InitialCluster {
+        /// The value given.
+        value: String,
+    },
+    /// `--initial-cluster` does not name this member.
+    #[error("couldn't find local name {name:?} in the initial cluster configuration")]
+    MissingMember {
+        /// `--name`.
+        name: String,
+    },
+    /// This member's URLs differ between the flags.
+    #[error(
+        "--initial-cluster has {name}={cluster_urls} but --initial-advertise-peer-urls is {peer_urls}"
+    )]
+    PeerUrls {
+        /// `--name`.
+        name: String,
+        /// URLs in `--initial-cluster`.
+        cluster_urls: String,
+        /// `--initial-advertise-peer-urls`.
+        peer_urls: String,
+    },
+    /// More than one member.
+    #[error(
+        "--initial-cluster names {count} members: oxcd restores a snapshot into a one-member cluster; add members to it afterwards"
+    )]
+    MultiMember {
+        /// Members named.
+        count: usize,
+    },
+    /// The target exists and holds something.
+    #[error("data-dir {path} not empty or could not be read")]
+    NotEmpty {
+        /// The data dir.
+        path: PathBuf,
+    },
+    /// The snapshot failed its checks.
+    #[error("refusing to restore")]
+    Snapshot(#[from] SnapshotError),
+    /// The data dir could not be created.
+    #[error("failed to create the data dir")]
+    DataDir(#[from] DataDirError),
+    /// Writing the store failed.
+    #[error("failed to write the store at {path}")]
+    Storage {
+        /// The engine directory.
+        path: PathBuf,
+        /// The engine error.
+        #[source]
+        source: StorageError,
+    },
+    /// The written store does not read back as expected.
+    #[error("the restored store at {path} reads back revision {found}, expected {expected}")]
+    Verify {
+        /// The engine directory.
+        path: PathBuf,
+        /// Revision read back.
+        found: i64,
+        /// Revision expected.
+        expected: i64,
+    },
+}
+
+/// Checks the cluster flags: exactly this member, with the same peer URLs.
+fn check_cluster(opts: &RestoreOptions) -> Result<(), RestoreError> {
+    let bad = || RestoreError::InitialCluster {
+        value: opts.initial_cluster.clone(),
+    };
+    let mut members: Vec<(String, BTreeSet<String>)> = Vec::new();
+    for entry in opts.initial_cluster.split(',').map(str::trim) {
+        let (name, url) = entry.split_once('=').ok_or_else(bad)?;
+        if name.is_empty() || url.is_empty() {
+            return Err(bad());
+        }
+        match members.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => {
+                urls.insert(url.to_string());
+            }
+            None => members.push((name.to_string(), BTreeSet::from([url.to_string()]))),
+        }
+    }
+    let urls = members
+        .iter()
+        .find(|(n, _)| *n == opts.name)
+        .map(|(_, urls)| urls)
+        .ok_or_else(|| RestoreError::MissingMember {
+            name: opts.name.clone(),
+        })?;
+    let peer_urls: BTreeSet<String> = opts.peer_urls.iter().cloned().collect();
+    if *urls != peer_urls {
+        let join = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(",");
+        return Err(RestoreError::PeerUrls {
+            name: opts.name.clone(),
+            cluster_urls: join(urls),
+            peer_urls: join(&peer_urls),
+        });
+    }
+    if members.len() > 1 {
+        return Err(RestoreError::MultiMember {
+            count: members.len(),
+        });
+    }
+    Ok(())
+}
+
+/// True when `dir` does not exist; an error when it exists and is not an empty directory.
+fn check_target(dir: &Path) -> Result<bool, RestoreError> {
+    let not_empty = || RestoreError::NotEmpty {
+        path: dir.to_path_buf(),
+    };
+    match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(_) => Err(not_empty()),
+        Ok(mut entries) => match entries.next() {
+            None => Ok(false),
+            Some(_) => Err(not_empty()),
+        },
+    }
+}
+
+/// Restores `opts.snapshot` into a new data dir; see the module docs.
+pub fn restore(opts: &RestoreOptions) -> Result<Restored, RestoreError> {
+    if (opts.bump_revision == 0) == opts.mark_compacted {
+        return Err(RestoreError::BumpFlags);
+    }
+    check_cluster(opts)?;
+    let created = check_target(&opts.data_dir)?;
+    let image = Image::open(&opts.snapshot)?;
+    let mut records = 0u64;
+    for record in image.records()? {
+        record?;
+        records += 1;
+    }
+    let result = write(opts, &image, records);
+    if result.is_err() {
+        // Leave the target as it was: absent, or empty.
+        let cleanup = if created {
+            std::fs::remove_dir_all(&opts.data_dir)
+        } else {
+            std::fs::remove_dir_all(opts.data_dir.join("oxcd"))
+        };
+        if let Err(e) = cleanup {
+            tracing::warn!(error = %e, path = %opts.data_dir.display(), "failed to remove a partly restored data dir");
+        }
+    }
+    result
+}
+
+fn write(opts: &RestoreOptions, image: &Image, records: u64) -> Result<Restored, RestoreError> {
+    let identity = fresh_identity(&opts.name, &opts.peer_urls, &opts.initial_cluster_token);
+    let data_dir = DataDir::open(&opts.data_dir, identity)?;
+    let db = data_dir.db_path();
+    let storage = |source| RestoreError::Storage {
+        path: db.clone(),
+        source,
+    };
+    let engine = SledEngine::open(&db, LOAD_CACHE_BYTES).map_err(storage)?;
+    let ks = engine.keyspace("mvcc").map_err(storage)?;
+    let mut batch = WriteBatch::new();
+    let mut batch_bytes = 0;
+    for record in image.records()? {
+        let (key, value) = record?;
+        batch_bytes += key.len() + value.len();
+        batch.put(key, value);
+        if batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
+            ks.write(std::mem::take(&mut batch)).map_err(storage)?;
+            batch_bytes = 0;
+        }
+    }
+    let bump = i64::try_from(opts.bump_revision).unwrap_or(i64::MAX);
+    let revision = image.header.revision.saturating_add(bump);
+    let mut compact_revision = image.header.compact_revision;
+    if opts.bump_revision > 0 {
+        batch.put(META_REVISION.to_vec(), revision.to_be_bytes().to_vec());
+    }
+    if opts.mark_compacted {
+        compact_revision = revision;
+        batch.put(META_COMPACT.to_vec(), revision.to_be_bytes().to_vec());
+    }
+    ks.write(batch).map_err(storage)?;
+    engine.flush().map_err(storage)?;
+    let store = MvccStore::open(ks).map_err(storage)?;
+    if store.rev() != revision || KvRead::compact_rev(&store) != compact_revision {
+        return Err(RestoreError::Verify {
+            path: db,
+            found: store.rev(),
+            expected: revision,
+        });
+    }
+    engine.flush().map_err(storage)?;
+    Ok(Restored {
+        revision,
+        compact_revision,
+        records,
+        member_id: data_dir.identity.member_id,
+    })
+}
