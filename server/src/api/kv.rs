@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{Member, expect_applied};
+use super::Member;
 use crate::mvcc::{ReadOnly, check, ops};
 use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
@@ -15,7 +15,6 @@ use crate::proto::etcdserverpb::{
     request_op::Request as Op,
 };
 use crate::proto::raftpb::raft_command::Command;
-use crate::raft::Applied;
 
 /// The KV service of one member.
 pub struct KvService {
@@ -65,12 +64,7 @@ impl Kv for KvService {
         let p = request.into_inner();
         check::put(&p)?;
         self.member.check_quota(super::quota::put_cost(&p)).await?;
-        let applied = self.member.propose(Command::Put(p)).await?;
-        let mut resp = expect_applied(applied, |a| match a {
-            Applied::Put(r) => Some(r),
-            _ => None,
-        })?;
-        self.member.fill(&mut resp.header);
+        let resp = self.member.write(Command::Put(p)).await?;
         Ok(Response::new(resp))
     }
 
@@ -80,32 +74,22 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let d = request.into_inner();
         check::delete_range(&d)?;
-        let applied = self.member.propose(Command::DeleteRange(d)).await?;
-        let mut resp = expect_applied(applied, |a| match a {
-            Applied::DeleteRange(r) => Some(r),
-            _ => None,
-        })?;
-        self.member.fill(&mut resp.header);
+        let resp = self.member.write(Command::DeleteRange(d)).await?;
         Ok(Response::new(resp))
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let t = request.into_inner();
         check::txn(&t, self.member.limits.max_txn_ops)?;
-        let mut resp = if is_read_only(&t) {
-            if !is_serializable(&t) {
-                self.member.linearizable().await?;
-            }
-            let mut view = ReadOnly(self.member.store.as_ref());
-            ops::txn(&mut view, &t, &|id| self.member.store.lease_exists(id))?
-        } else {
+        if !is_read_only(&t) {
             self.member.check_quota(super::quota::txn_cost(&t)).await?;
-            let applied = self.member.propose(Command::Txn(t)).await?;
-            expect_applied(applied, |a| match a {
-                Applied::Txn(r) => Some(r),
-                _ => None,
-            })?
-        };
+            return Ok(Response::new(self.member.write(Command::Txn(t)).await?));
+        }
+        if !is_serializable(&t) {
+            self.member.linearizable().await?;
+        }
+        let mut view = ReadOnly(self.member.store.as_ref());
+        let mut resp = ops::txn(&mut view, &t, &|id| self.member.store.lease_exists(id))?;
         self.member.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -115,12 +99,8 @@ impl Kv for KvService {
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let c = request.into_inner();
-        let applied = self.member.propose(Command::Compaction(c)).await?;
-        let mut resp = expect_applied(applied, |a| match a {
-            Applied::Compaction(r) => Some(r),
-            _ => None,
-        })?;
-        self.member.fill(&mut resp.header);
-        Ok(Response::new(resp))
+        Ok(Response::new(
+            self.member.write(Command::Compaction(c)).await?,
+        ))
     }
 }

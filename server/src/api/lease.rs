@@ -12,7 +12,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Member, expect_applied};
+use super::Member;
 use crate::error::EtcdError;
 use crate::mvcc::KvRead;
 use crate::mvcc::lease::MAX_LEASE_TTL;
@@ -22,7 +22,6 @@ use crate::proto::etcdserverpb::{
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, lease_server::Lease,
 };
 use crate::proto::raftpb::raft_command::Command;
-use crate::raft::Applied;
 
 type KeepAliveStream =
     std::pin::Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
@@ -80,12 +79,7 @@ impl Lease for LeaseService {
         }
         g.ttl = g.ttl.max(self.member.limits.min_lease_ttl);
         self.member.check_quota(super::quota::lease_cost()).await?;
-        let applied = self.member.propose(Command::LeaseGrant(g)).await?;
-        let mut resp = expect_applied(applied, |a| match a {
-            Applied::LeaseGrant(r) => Some(r),
-            _ => None,
-        })?;
-        self.member.fill(&mut resp.header);
+        let resp = self.member.write(Command::LeaseGrant(g)).await?;
         Ok(Response::new(resp))
     }
 
@@ -94,12 +88,7 @@ impl Lease for LeaseService {
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let r = request.into_inner();
-        let applied = self.member.propose(Command::LeaseRevoke(r)).await?;
-        let mut resp = expect_applied(applied, |a| match a {
-            Applied::LeaseRevoke(r) => Some(r),
-            _ => None,
-        })?;
-        self.member.fill(&mut resp.header);
+        let resp = self.member.write(Command::LeaseRevoke(r)).await?;
         Ok(Response::new(resp))
     }
 

@@ -19,7 +19,7 @@ use crate::datadir::Identity;
 use crate::error::EtcdError;
 use crate::mvcc::MvccStore;
 use crate::mvcc::watch_hub::WatchHub;
-use crate::proto::etcdserverpb::ResponseHeader;
+use crate::proto::etcdserverpb::{self, ResponseHeader};
 use crate::proto::raftpb::{RaftCommand, raft_command};
 use crate::raft::{Applied, Command, OxRaft};
 use crate::storage::Engine;
@@ -121,12 +121,51 @@ impl Member {
     }
 }
 
-/// The response a proposal should have produced, or an internal error naming what came back.
-pub fn expect_applied<T>(
-    applied: Applied,
-    pick: impl FnOnce(Applied) -> Option<T>,
-) -> Result<T, EtcdError> {
-    let what = format!("{applied:?}");
-    pick(applied)
-        .ok_or_else(|| EtcdError::Internal(format!("oxcd: unexpected apply result {what}")))
+/// A response type that a log entry's [`Applied`] outcome carries.
+pub trait FromApplied: Sized {
+    /// The response, when `applied` is this type's variant.
+    fn from_applied(applied: Applied) -> Option<Self>;
+    /// The response's header, for [`Member::fill`].
+    fn header_mut(&mut self) -> &mut Option<ResponseHeader>;
+}
+
+macro_rules! from_applied {
+    ($($variant:ident => $response:ty),* $(,)?) => {$(
+        impl FromApplied for $response {
+            fn from_applied(applied: Applied) -> Option<Self> {
+                match applied {
+                    Applied::$variant(r) => Some(r),
+                    _ => None,
+                }
+            }
+            fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
+                &mut self.header
+            }
+        }
+    )*};
+}
+
+from_applied!(
+    Put => etcdserverpb::PutResponse,
+    DeleteRange => etcdserverpb::DeleteRangeResponse,
+    Txn => etcdserverpb::TxnResponse,
+    Compaction => etcdserverpb::CompactionResponse,
+    LeaseGrant => etcdserverpb::LeaseGrantResponse,
+    LeaseRevoke => etcdserverpb::LeaseRevokeResponse,
+    Alarm => etcdserverpb::AlarmResponse,
+);
+
+impl Member {
+    /// Proposes `command` and returns its response with a complete header.
+    pub async fn write<T: FromApplied>(
+        &self,
+        command: raft_command::Command,
+    ) -> Result<T, EtcdError> {
+        let applied = self.propose(command).await?;
+        let what = format!("{applied:?}");
+        let mut resp = T::from_applied(applied)
+            .ok_or_else(|| EtcdError::Internal(format!("oxcd: unexpected apply result {what}")))?;
+        self.fill(resp.header_mut());
+        Ok(resp)
+    }
 }

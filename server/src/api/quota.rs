@@ -2,7 +2,7 @@
 //! `--quota-backend-bytes` raises the NOSPACE alarm (through the log, so every member refuses
 //! the same writes) and fails with etcd's error; the Alarm RPC lists, raises and disarms alarms.
 
-use super::{Member, expect_applied};
+use super::Member;
 use crate::error::EtcdError;
 use crate::mvcc::KvRead;
 use crate::proto::etcdserverpb::{
@@ -10,7 +10,6 @@ use crate::proto::etcdserverpb::{
     request_op::Request,
 };
 use crate::proto::raftpb::raft_command::Command;
-use crate::raft::Applied;
 
 /// Per-key bookkeeping etcd adds to a put's cost.
 const PUT_OVERHEAD: usize = 256;
@@ -73,12 +72,7 @@ impl Member {
                 alarms: self.store.alarms(filter),
             });
         }
-        let applied = self.propose(Command::Alarm(req)).await?;
-        let mut resp = expect_applied(applied, |a| match a {
-            Applied::Alarm(r) => Some(r),
-            _ => None,
-        })?;
-        self.fill(&mut resp.header);
+        let resp = self.write(Command::Alarm(req)).await?;
         Ok(resp)
     }
 }
