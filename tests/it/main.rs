@@ -6,6 +6,7 @@ mod bad_input;
 mod benchmark_tool;
 mod crash;
 mod etcdctl_kv;
+mod flags;
 mod harness;
 mod kv_diff;
 mod lease_diff;

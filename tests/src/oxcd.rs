@@ -37,6 +37,7 @@ pub struct OxcdServer {
     endpoint: String,
     client_port: u16,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
     starts: usize,
     dir: TempDir,
 }
@@ -50,6 +51,18 @@ impl OxcdServer {
     /// Starts a fresh member with `extra_args` appended to the harness's flags.
     pub async fn start_with(extra_args: &[&str]) -> Result<Self> {
         let mut server = Self::prepare(extra_args)?;
+        server.launch().await?;
+        Ok(server)
+    }
+
+    /// Starts a fresh member with `extra_args` and the environment variables `env` (e.g.
+    /// `ETCD_*` settings, which the harness otherwise keeps from reaching the member).
+    pub async fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
+        let mut server = Self::prepare(extra_args)?;
+        server.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         server.launch().await?;
         Ok(server)
     }
@@ -68,6 +81,7 @@ impl OxcdServer {
             endpoint: format!("http://127.0.0.1:{client_port}"),
             client_port,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             starts: 0,
             dir,
         })
@@ -91,6 +105,7 @@ impl OxcdServer {
             .arg("--advertise-client-urls")
             .arg(&self.endpoint)
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(self.dir.path());
         self.starts += 1;
         let log = self.dir.path().join(format!("oxcd-{}.log", self.starts));
