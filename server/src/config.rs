@@ -46,6 +46,10 @@ pub struct MemberConfig {
         value_delimiter = ','
     )]
     pub listen_client_urls: Vec<String>,
+    /// URLs to listen on for the metrics and health endpoints (comma-separated). Unset:
+    /// `http://127.0.0.1:2381` if that port is free.
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", value_delimiter = ',')]
+    pub listen_metrics_urls: Vec<String>,
     /// Client URLs advertised to the cluster and clients (comma-separated).
     #[arg(
         long,
@@ -261,6 +265,9 @@ impl MemberConfig {
         }
         for url in &self.listen_client_urls {
             listen_addr("--listen-client-urls", url)?;
+        }
+        for url in &self.listen_metrics_urls {
+            listen_addr("--listen-metrics-urls", url)?;
         }
         self.retention()?;
         self.watch_progress_notify_interval()?;

@@ -9,6 +9,7 @@ pub mod compactor;
 pub mod config;
 pub mod datadir;
 pub mod error;
+pub mod http;
 pub mod mvcc;
 pub mod proto;
 pub mod raft;

@@ -17,13 +17,14 @@ use crate::api::watch::WatchService;
 use crate::api::{GRPC_OVERHEAD_BYTES, Limits, Member};
 use crate::config::{ConfigError, MemberConfig, listen_addr};
 use crate::datadir::{DataDir, DataDirError, fresh_identity};
+use crate::http::{GrpcMetricsLayer, MemberProbe, Metrics};
 use crate::mvcc::MvccStore;
 use crate::mvcc::watch_hub::WatchHub;
 use crate::proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
-use crate::raft::{MemberNode, RaftPaths, RaftSettings, StartError};
+use crate::raft::{MemberNode, RaftPaths, RaftSettings, RaftState, StartError};
 use crate::storage::sled_engine::SledEngine;
 use crate::storage::{Engine, StorageError};
 
@@ -62,10 +63,13 @@ pub enum ServerError {
     Serve(#[source] tonic::transport::Error),
 }
 
-async fn bind_all(urls: &[String]) -> Result<Vec<TcpListener>, ServerError> {
+/// Where metrics and health are served when `--listen-metrics-urls` is not given.
+const DEFAULT_METRICS_URL: &str = "http://127.0.0.1:2381";
+
+async fn bind_all(flag: &'static str, urls: &[String]) -> Result<Vec<TcpListener>, ServerError> {
     let mut listeners = Vec::new();
     for url in urls {
-        let host_port = listen_addr("--listen-client-urls", url)?;
+        let host_port = listen_addr(flag, url)?;
         let listen_err = |source| ServerError::Listen {
             url: url.clone(),
             source,
@@ -83,7 +87,7 @@ async fn bind_all(urls: &[String]) -> Result<Vec<TcpListener>, ServerError> {
                     url: url.clone(),
                     source,
                 })?;
-            tracing::info!(%addr, "serving client requests");
+            tracing::info!(%addr, flag, "listening");
             listeners.push(listener);
         }
     }
@@ -135,25 +139,25 @@ pub async fn run(
     };
     let identity = data_dir.identity.clone();
     let hub = Arc::new(WatchHub::new(crate::mvcc::KvRead::rev(store.as_ref())));
-    let raft = crate::raft::start(
-        identity.member_id,
-        node,
-        engine.clone(),
-        store.clone(),
-        hub.clone(),
-        &settings,
-        &RaftPaths {
-            watermark: data_dir.watermark_path(),
-            db: db_path.clone(),
-        },
-    )
-    .await?;
+    let metrics = Arc::new(Metrics::new());
+    let state = RaftState {
+        engine: engine.clone(),
+        store: store.clone(),
+        hub: hub.clone(),
+        metrics: metrics.clone(),
+    };
+    let paths = RaftPaths {
+        watermark: data_dir.watermark_path(),
+        db: db_path.clone(),
+    };
+    let raft = crate::raft::start(identity.member_id, node, state, &settings, &paths).await?;
     let member = Arc::new(Member {
         raft: raft.clone(),
         store,
         engine: engine.clone(),
         hub,
         identity,
+        metrics: metrics.clone(),
         limits: Limits {
             max_request_bytes: cfg.max_request_bytes as usize,
             max_txn_ops: cfg.max_txn_ops as usize,
@@ -161,10 +165,24 @@ pub async fn run(
             min_lease_ttl: cfg.min_lease_ttl(),
         },
     });
+    let raft_metrics = tokio::spawn(metrics.clone().follow_raft(raft.clone()));
+    let probe: Arc<dyn MemberProbe> = member.clone();
     let compactor = tokio::spawn(crate::compactor::run(member.clone(), cfg.retention()?));
     let lease_expiry = tokio::spawn(crate::api::lease::expire_leases(member.clone()));
 
-    let listeners = bind_all(&cfg.listen_client_urls).await?;
+    let listeners = bind_all("--listen-client-urls", &cfg.listen_client_urls).await?;
+    let metrics_listeners = if cfg.listen_metrics_urls.is_empty() {
+        let default = [DEFAULT_METRICS_URL.to_string()];
+        bind_all("--listen-metrics-urls", &default)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %crate::error::chain(&e), "serving no metrics: the default metrics URL is unavailable");
+                Vec::new()
+            })
+    } else {
+        bind_all("--listen-metrics-urls", &cfg.listen_metrics_urls).await?
+    };
+    let grpc_metrics = GrpcMetricsLayer::new(metrics.clone());
     // Snapshot images are staged beside the store, where there is room for a copy of it.
     let scratch_dir = db_path
         .parent()
@@ -174,6 +192,7 @@ pub async fn run(
     let mut servers = tokio::task::JoinSet::new();
     for listener in listeners {
         let router = Server::builder()
+            .layer(grpc_metrics.clone())
             .layer(tower::util::MapResponseLayer::new(
                 crate::api::grpc_status::etcd_oversize_status,
             ))
@@ -201,6 +220,19 @@ pub async fn run(
             },
         ));
     }
+    let mut http_servers = tokio::task::JoinSet::new();
+    for listener in metrics_listeners {
+        let mut stop = stop_rx.clone();
+        http_servers.spawn(crate::http::serve(
+            listener,
+            member.clone(),
+            probe.clone(),
+            metrics.clone(),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ));
+    }
     tracing::info!(name = %cfg.name, member_id = %format!("{:x}", member.identity.member_id), "ready to serve client requests");
 
     let outcome = tokio::select! {
@@ -212,6 +244,8 @@ pub async fn run(
     };
     let _ = stop_tx.send(true);
     while servers.join_next().await.is_some() {}
+    while http_servers.join_next().await.is_some() {}
+    raft_metrics.abort();
     compactor.abort();
     lease_expiry.abort();
     if let Err(e) = raft.shutdown().await {

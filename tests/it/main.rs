@@ -8,6 +8,7 @@ mod crash;
 mod etcdctl_kv;
 mod flags;
 mod harness;
+mod http_endpoints;
 mod kv_diff;
 mod lease_diff;
 mod maintenance_diff;

@@ -57,6 +57,8 @@ pub struct Member {
     pub identity: Identity,
     /// Request limits.
     pub limits: Limits,
+    /// Prometheus metrics the request path updates.
+    pub metrics: Arc<crate::http::Metrics>,
 }
 
 impl Member {
@@ -106,8 +108,13 @@ impl Member {
         if command.encoded_len() > self.limits.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
+        let _pending = self.metrics.proposal_pending();
         let write = self.raft.client_write(Command(command));
-        match tokio::time::timeout(REQUEST_TIMEOUT, write).await {
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, write).await;
+        if !matches!(outcome, Ok(Ok(_))) {
+            self.metrics.proposal_failed();
+        }
+        match outcome {
             Err(_) => Err(EtcdError::Timeout),
             Ok(Ok(resp)) => resp.data.0,
             Ok(Err(RaftError::Fatal(_))) => Err(EtcdError::Stopped),
@@ -167,5 +174,20 @@ impl Member {
             .ok_or_else(|| EtcdError::Internal(format!("oxcd: unexpected apply result {what}")))?;
         self.fill(resp.header_mut());
         Ok(resp)
+    }
+}
+
+impl crate::http::MemberProbe for Member {
+    fn active_alarms(&self) -> Vec<crate::proto::etcdserverpb::AlarmType> {
+        use crate::proto::etcdserverpb::AlarmType;
+        self.store
+            .alarms(AlarmType::None)
+            .iter()
+            .filter_map(|a| AlarmType::try_from(a.alarm).ok())
+            .collect()
+    }
+
+    fn db_size_in_use(&self) -> Option<u64> {
+        u64::try_from(self.store.bytes_in_use()).ok()
     }
 }

@@ -57,6 +57,7 @@ pub struct LogStore {
     engine: Arc<dyn Engine>,
     flusher: mpsc::Sender<(LogFlushed<TypeConfig>, u64)>,
     watermark: Arc<Watermark>,
+    metrics: Arc<crate::http::Metrics>,
 }
 
 impl LogStore {
@@ -65,15 +66,17 @@ impl LogStore {
     pub fn open(
         engine: Arc<dyn Engine>,
         watermark: Watermark,
+        metrics: Arc<crate::http::Metrics>,
     ) -> Result<Self, crate::storage::StorageError> {
         let ks = engine.keyspace("raft")?;
         let (tx, rx) = mpsc::channel::<(LogFlushed<TypeConfig>, u64)>();
         let flush_engine = engine.clone();
         let watermark = Arc::new(watermark);
         let flush_watermark = watermark.clone();
+        let flush_metrics = metrics.clone();
         std::thread::Builder::new()
             .name("oxcd-log-flush".into())
-            .spawn(move || group_commit(&*flush_engine, &flush_watermark, &rx))
+            .spawn(move || group_commit(&*flush_engine, &flush_watermark, &flush_metrics, &rx))
             .map_err(|e| crate::storage::StorageError::Engine {
                 action: "start the log flusher",
                 source: Box::new(e),
@@ -83,6 +86,7 @@ impl LogStore {
             engine,
             flusher: tx,
             watermark,
+            metrics,
         })
     }
 
@@ -119,12 +123,15 @@ impl LogStore {
 fn group_commit(
     engine: &dyn Engine,
     watermark: &Watermark,
+    metrics: &crate::http::Metrics,
     rx: &mpsc::Receiver<(LogFlushed<TypeConfig>, u64)>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
+        let started = std::time::Instant::now();
         let result = engine.flush();
+        metrics.observe_wal_fsync(started.elapsed());
         if result.is_ok() {
             let highest = waiting.iter().map(|(_, index)| *index).max().unwrap_or(0);
             if let Err(e) = watermark.store(highest) {
@@ -194,6 +201,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        if let Some(id) = committed {
+            self.metrics.set_committed_index(id.index);
+        }
         self.put_meta(KEY_COMMITTED, &committed)
     }
 

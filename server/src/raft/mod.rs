@@ -84,16 +84,32 @@ pub enum StartError {
     ),
 }
 
+/// What the Raft node applies to and reports into.
+pub struct RaftState {
+    /// The storage engine holding log and store.
+    pub engine: Arc<dyn Engine>,
+    /// The multi-version store the state machine applies to.
+    pub store: Arc<MvccStore>,
+    /// Where applied revisions are announced to watchers.
+    pub hub: Arc<WatchHub>,
+    /// Metrics the log and state machine update.
+    pub metrics: Arc<crate::http::Metrics>,
+}
+
 /// Starts this member's Raft node; on a fresh data dir, initializes a cluster of just itself.
 pub async fn start(
     id: u64,
     node: MemberNode,
-    engine: Arc<dyn Engine>,
-    store: Arc<MvccStore>,
-    hub: Arc<WatchHub>,
+    state: RaftState,
     settings: &RaftSettings,
     paths: &RaftPaths,
 ) -> Result<OxRaft, StartError> {
+    let RaftState {
+        engine,
+        store,
+        hub,
+        metrics,
+    } = state;
     let config = Config {
         cluster_name: "oxcd".into(),
         heartbeat_interval: settings.heartbeat_ms,
@@ -110,7 +126,8 @@ pub async fn start(
             path: paths.watermark.clone(),
             source,
         })?;
-    let mut log = log_store::LogStore::open(engine.clone(), mark).map_err(StartError::Storage)?;
+    let mut log = log_store::LogStore::open(engine.clone(), mark, metrics.clone())
+        .map_err(StartError::Storage)?;
     let state = openraft::storage::RaftLogStorage::get_log_state(&mut log)
         .await
         .map_err(StartError::ReadLog)?;
@@ -123,7 +140,7 @@ pub async fn start(
             flushed,
         });
     }
-    let sm = state_machine::StateMachine::new(store, engine, hub);
+    let sm = state_machine::StateMachine::new(store, engine, hub, metrics);
     let raft = OxRaft::new(id, config, network::PeerNetwork, log, sm)
         .await
         .map_err(StartError::Fatal)?;

@@ -55,12 +55,23 @@ pub struct StateMachine {
     store: Arc<MvccStore>,
     engine: Arc<dyn Engine>,
     hub: Arc<WatchHub>,
+    metrics: Arc<crate::http::Metrics>,
 }
 
 impl StateMachine {
     /// A state machine applying to `store`, which lives in `engine`, announcing to `hub`.
-    pub fn new(store: Arc<MvccStore>, engine: Arc<dyn Engine>, hub: Arc<WatchHub>) -> Self {
-        Self { store, engine, hub }
+    pub fn new(
+        store: Arc<MvccStore>,
+        engine: Arc<dyn Engine>,
+        hub: Arc<WatchHub>,
+        metrics: Arc<crate::http::Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            engine,
+            hub,
+            metrics,
+        }
     }
 
     fn applied(&self) -> Result<(Option<LogId>, Membership), StorageError> {
@@ -242,7 +253,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let bytes = postcard::to_stdvec(&last).map_err(|e| sm_err(ErrorVerb::Write, e))?;
             batch.put_meta(META_APPLIED, bytes);
         }
+        let started = std::time::Instant::now();
         let events = batch.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.metrics.observe_backend_commit(started.elapsed());
         self.hub
             .publish(group_by_revision(events), self.store.rev());
         Ok(results)
