@@ -172,6 +172,11 @@ async fn version_names_the_etcd_api_version_as_json() {
         "{}",
         answer.body
     );
+    assert!(
+        answer.body.contains(r#""oxcd":""#),
+        "oxcd's own version: {}",
+        answer.body
+    );
 }
 
 #[tokio::test]
@@ -273,7 +278,10 @@ async fn health_answers_match_etcd_3_6() {
         version.1.header("content-type"),
         version.0.header("content-type")
     );
-    assert_eq!(json_keys(&version.1.body), json_keys(&version.0.body));
+    // etcd's keys, plus oxcd's own version.
+    let mut expected = json_keys(&version.0.body);
+    expected.insert("oxcd".to_string());
+    assert_eq!(json_keys(&version.1.body), expected);
 }
 
 #[tokio::test]

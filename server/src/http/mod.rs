@@ -190,20 +190,22 @@ async fn route(request: Request<Incoming>, ctx: &Ctx) -> Response<Full<Bytes>> {
     }
 }
 
-/// etcd's `/version` body (`version.Versions`): the etcd version oxcd implements, for the
-/// server, the cluster and the storage format. oxcd's own version is left out so the shape stays
-/// etcd's; it is in the `oxcd_build_info` metric instead.
+/// etcd's `/version` body (`version.Versions`): the etcd API version oxcd implements, for the
+/// server, the cluster and the storage format, followed by oxcd's own version. etcd's clients
+/// decode only the fields they know, so the extra `oxcd` field is safe.
 pub fn version_json() -> String {
     #[derive(serde::Serialize)]
     struct Versions {
         etcdserver: &'static str,
         etcdcluster: &'static str,
         storage: &'static str,
+        oxcd: &'static str,
     }
     let versions = Versions {
         etcdserver: ETCD_API_VERSION,
         etcdcluster: ETCD_API_VERSION,
         storage: ETCD_API_VERSION,
+        oxcd: env!("CARGO_PKG_VERSION"),
     };
     serde_json::to_string(&versions).unwrap_or_default()
 }
@@ -328,8 +330,9 @@ mod tests {
         assert_eq!(
             version_json(),
             format!(
-                r#"{{"etcdserver":"{v}","etcdcluster":"{v}","storage":"{v}"}}"#,
-                v = ETCD_API_VERSION
+                r#"{{"etcdserver":"{v}","etcdcluster":"{v}","storage":"{v}","oxcd":"{o}"}}"#,
+                v = ETCD_API_VERSION,
+                o = env!("CARGO_PKG_VERSION")
             )
         );
     }
