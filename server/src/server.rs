@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
@@ -214,7 +215,11 @@ pub async fn run(
             .add_service(AuthServer::new(PendingAuth));
         let mut stop = stop_rx.clone();
         servers.spawn(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            TcpListenerStream::new(listener).map(|accepted| {
+                // gRPC answers are small writes; without TCP_NODELAY, Nagle and delayed ACKs
+                // add tens of milliseconds to every request.
+                accepted.and_then(|stream| stream.set_nodelay(true).map(|()| stream))
+            }),
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             },
