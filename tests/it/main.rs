@@ -6,6 +6,7 @@ mod bad_input;
 mod benchmark_tool;
 mod crash;
 mod etcdctl_kv;
+mod etcdctl_more;
 mod flags;
 mod harness;
 mod http_endpoints;

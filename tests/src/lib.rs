@@ -3,6 +3,7 @@
 //!
 //! Binaries come from the toolchain cache that `e2e/toolchain/install` fills (see [`bin_dir`]).
 
+pub mod ctl_session;
 pub mod diff;
 mod error;
 mod etcd;
