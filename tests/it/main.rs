@@ -12,6 +12,7 @@ mod harness;
 mod http_endpoints;
 mod kv_diff;
 mod lease_diff;
+mod log_compaction;
 mod maintenance_diff;
 mod quota;
 mod snapshot;

@@ -19,7 +19,7 @@ use super::lease::{LEASE_PREFIX, LeaseRecord, LeaseTable};
 use super::revision::{REV_PREFIX, Revision};
 use crate::error::EtcdError;
 use crate::proto::mvccpb::{Event, KeyValue, event::EventType};
-use crate::storage::{Keyspace, Pair, StorageError, WriteBatch};
+use crate::storage::{Keyspace, StorageError, WriteBatch};
 use std::collections::HashMap;
 
 pub(super) const META_REVISION: &[u8] = b"m/revision";
@@ -151,19 +151,6 @@ impl MvccStore {
         })
     }
 
-    /// Rebuilds the in-memory state after the keyspace was replaced (snapshot install).
-    pub fn reload(&self) -> Result<(), StorageError> {
-        let mut guard = self.index.write();
-        let (index, current, compact, in_use) = rebuild(self.ks.as_ref())?;
-        *self.leases.lock() = load_leases(self.ks.as_ref(), &index, current)?;
-        *self.alarms.lock() = load_alarms(self.ks.as_ref())?;
-        self.in_use.store(in_use, Ordering::Release);
-        *guard = index;
-        self.compact_rev.store(compact, Ordering::Release);
-        self.current_rev.store(current, Ordering::Release);
-        Ok(())
-    }
-
     /// Bytes of revision records kept: what `--quota-backend-bytes` applies to.
     pub fn bytes_in_use(&self) -> i64 {
         self.in_use.load(Ordering::Acquire)
@@ -227,26 +214,6 @@ impl MvccStore {
         let rev = self.current_rev.load(Ordering::Acquire);
         let compact = self.compact_rev.load(Ordering::Acquire);
         read(self.ks.as_ref(), rev, compact)
-    }
-
-    /// Every record of the keyspace, read while no apply can run, for a point-in-time copy.
-    pub fn dump(&self) -> Result<Vec<Pair>, StorageError> {
-        let _frozen = self.index.read();
-        self.ks.range(&[], None).collect()
-    }
-
-    /// Replaces the whole keyspace with `pairs` and reloads.
-    pub fn replace_all(&self, pairs: Vec<Pair>) -> Result<(), StorageError> {
-        {
-            let _frozen = self.index.write();
-            self.ks.clear()?;
-            let mut batch = WriteBatch::new();
-            for (k, v) in pairs {
-                batch.put(k, v);
-            }
-            self.ks.write(batch)?;
-        }
-        self.reload()
     }
 
     /// Number of keys with retained history (for metrics and snapshot status).

@@ -90,15 +90,6 @@ impl WatchHub {
         self.latest.send_replace(current_rev);
     }
 
-    /// Forgets the window (after a snapshot replaced the store wholesale).
-    pub fn reset(&self, current_rev: i64) {
-        let mut window = self.window.lock();
-        window.revisions.clear();
-        window.bytes = 0;
-        drop(window);
-        self.latest.send_replace(current_rev);
-    }
-
     /// A receiver woken whenever a new revision is published.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.latest.subscribe()

@@ -2,8 +2,8 @@
 //!
 //! Each `apply` call becomes one atomic engine batch that also records the last applied log id
 //! and membership, so after a crash the member resumes exactly after the last entry whose effects
-//! are on disk and never re-applies one. Snapshots are point-in-time copies of the store's
-//! keyspace; since the store itself is durable, building one only needs a flush.
+//! are on disk and never re-applies one. The durable store is its own snapshot: building one
+//! only flushes, so Raft may then purge the log before it.
 
 // openraft's trait methods fix the error type (`openraft::StorageError`, large); helpers
 // returning it directly avoid a conversion at every call.
@@ -17,7 +17,6 @@ use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageIOError,
     StoredMembership,
 };
-use serde::{Deserialize, Serialize};
 
 use super::types::{
     Applied, Command, CommandResult, Entry, LogId, MemberNode, StorageError, TypeConfig,
@@ -43,11 +42,8 @@ fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError 
     }
 }
 
-/// A point-in-time copy of the store as it travels in a snapshot.
-#[derive(Serialize, Deserialize)]
-struct SnapshotImage {
-    pairs: Vec<(Vec<u8>, Vec<u8>)>,
-}
+/// The data of every snapshot this member builds: the store it lives in is the snapshot.
+const LIVE_STORE_MARKER: &[u8] = b"oxcd:live-store";
 
 /// The state machine of one member; clones share the store.
 #[derive(Clone)]
@@ -91,12 +87,13 @@ impl StateMachine {
         Ok((applied, membership))
     }
 
+    /// The snapshot of the state applied so far. The store itself is the snapshot (it is
+    /// durable once flushed), so nothing is copied: the data is a marker naming the live store.
+    /// Copying it to another member belongs to the peer transport (replication), which streams
+    /// the store from disk instead of building an image in memory.
     fn current_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let pairs = self.store.dump().map_err(|e| sm_err(ErrorVerb::Read, e))?;
         let (applied, membership) = self.applied()?;
         let Some(last) = applied else { return Ok(None) };
-        let image = postcard::to_stdvec(&SnapshotImage { pairs })
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let meta = SnapshotMeta {
             last_log_id: Some(last),
             last_membership: membership,
@@ -104,7 +101,7 @@ impl StateMachine {
         };
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(image)),
+            snapshot: Box::new(Cursor::new(LIVE_STORE_MARKER.to_vec())),
         }))
     }
 }
@@ -271,23 +268,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<u64, MemberNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        _meta: &SnapshotMeta<u64, MemberNode>,
+        _snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let image: SnapshotImage =
-            postcard::from_bytes(snapshot.get_ref()).map_err(|e| sm_err(ErrorVerb::Read, e))?;
-        self.store
-            .replace_all(image.pairs)
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        self.hub.reset(self.store.rev());
-        let (applied, _) = self.applied()?;
-        if applied != meta.last_log_id {
-            return Err(sm_err(
-                ErrorVerb::Read,
-                std::io::Error::other("snapshot image does not match its metadata"),
-            ));
-        }
-        self.engine.flush().map_err(|e| sm_err(ErrorVerb::Write, e))
+        // Only a peer sends snapshots, and this build has no peer transport: refuse loudly
+        // rather than replace the store with something it cannot verify.
+        Err(sm_err(
+            ErrorVerb::Write,
+            std::io::Error::other("installing a snapshot from another member is not supported yet"),
+        ))
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
