@@ -159,6 +159,7 @@ pub async fn run(
         hub,
         identity,
         metrics: metrics.clone(),
+        proposer: crate::api::proposer::Proposer::start(raft.clone()),
         limits: Limits {
             max_request_bytes: cfg.max_request_bytes as usize,
             max_txn_ops: cfg.max_txn_ops as usize,

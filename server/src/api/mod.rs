@@ -5,6 +5,7 @@ pub mod grpc_status;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod proposer;
 pub mod quota;
 pub mod unimplemented;
 pub mod watch;
@@ -12,7 +13,7 @@ pub mod watch;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use prost::Message;
 
 use crate::datadir::Identity;
@@ -21,7 +22,7 @@ use crate::mvcc::MvccStore;
 use crate::mvcc::watch_hub::WatchHub;
 use crate::proto::etcdserverpb::{self, ResponseHeader};
 use crate::proto::raftpb::{RaftCommand, raft_command};
-use crate::raft::{Applied, Command, OxRaft};
+use crate::raft::{Applied, OxRaft};
 use crate::storage::Engine;
 
 /// gRPC framing allowance on top of `--max-request-bytes`, as etcd grants.
@@ -57,6 +58,8 @@ pub struct Member {
     pub identity: Identity,
     /// Request limits.
     pub limits: Limits,
+    /// Batches proposals into log entries.
+    pub proposer: proposer::Proposer,
     /// Prometheus metrics the request path updates.
     pub metrics: Arc<crate::http::Metrics>,
 }
@@ -100,7 +103,8 @@ impl Member {
         }
     }
 
-    /// Sends a mutating request through the log and returns what applying it produced.
+    /// Sends a mutating request through the log (batched with concurrent ones) and returns
+    /// what applying it produced.
     pub async fn propose(&self, command: raft_command::Command) -> Result<Applied, EtcdError> {
         let command = RaftCommand {
             command: Some(command),
@@ -109,22 +113,11 @@ impl Member {
             return Err(EtcdError::RequestTooLarge);
         }
         let _pending = self.metrics.proposal_pending();
-        let write = self.raft.client_write(Command(command));
-        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, write).await;
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, self.proposer.propose(command)).await;
         if !matches!(outcome, Ok(Ok(_))) {
             self.metrics.proposal_failed();
         }
-        match outcome {
-            Err(_) => Err(EtcdError::Timeout),
-            Ok(Ok(resp)) => resp.data.0,
-            Ok(Err(RaftError::Fatal(_))) => Err(EtcdError::Stopped),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                Err(EtcdError::NoLeader)
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(EtcdError::Internal(format!("oxcd: {e}")))
-            }
-        }
+        outcome.map_err(|_| EtcdError::Timeout)?
     }
 }
 

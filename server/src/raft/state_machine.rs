@@ -165,6 +165,12 @@ fn apply_command(batch: &mut ApplyBatch<'_>, cmd: Command) -> CommandResult {
             })
         }),
         Some(Cmd::Alarm(a)) => Ok(Applied::Alarm(apply_alarm(batch, &a))),
+        Some(Cmd::Batch(b)) => Ok(Applied::Batch(
+            b.commands
+                .into_iter()
+                .map(|c| apply_command(batch, Command(c)))
+                .collect(),
+        )),
         None => Ok(Applied::Nothing),
     };
     CommandResult(outcome)

@@ -13,7 +13,7 @@ use crate::proto::etcdserverpb::{
     AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
     LeaseRevokeResponse, PutResponse, TxnResponse,
 };
-use crate::proto::raftpb::{ApplyResult, RaftCommand, apply_result};
+use crate::proto::raftpb::{ApplyResult, ApplyResults, RaftCommand, apply_result};
 
 openraft::declare_raft_types!(
     /// oxcd's Raft type configuration.
@@ -117,6 +117,8 @@ pub enum Applied {
     LeaseRevoke(LeaseRevokeResponse),
     /// An Alarm (activate/deactivate) response.
     Alarm(AlarmResponse),
+    /// The results of a batch of requests, in order.
+    Batch(Vec<CommandResult>),
     /// An entry that answers nobody (blank or membership entries).
     Nothing,
 }
@@ -142,6 +144,9 @@ impl CommandResult {
             Ok(Applied::LeaseGrant(r)) => Some(R::LeaseGrant(r.clone())),
             Ok(Applied::LeaseRevoke(r)) => Some(R::LeaseRevoke(*r)),
             Ok(Applied::Alarm(r)) => Some(R::Alarm(r.clone())),
+            Ok(Applied::Batch(results)) => Some(R::Batch(ApplyResults {
+                results: results.iter().map(CommandResult::to_proto).collect(),
+            })),
             Ok(Applied::Nothing) => None,
             Err(e) => Some(R::Error(postcard::to_stdvec(e).unwrap_or_default())),
         };
@@ -158,6 +163,12 @@ impl CommandResult {
             Some(R::LeaseGrant(r)) => Ok(Applied::LeaseGrant(r)),
             Some(R::LeaseRevoke(r)) => Ok(Applied::LeaseRevoke(r)),
             Some(R::Alarm(r)) => Ok(Applied::Alarm(r)),
+            Some(R::Batch(b)) => Ok(Applied::Batch(
+                b.results
+                    .into_iter()
+                    .map(Self::from_proto)
+                    .collect::<Result<_, _>>()?,
+            )),
             Some(R::Error(e)) => Err(postcard::from_bytes(&e).map_err(|e| e.to_string())?),
             None => Ok(Applied::Nothing),
         }))
