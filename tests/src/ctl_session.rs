@@ -56,11 +56,7 @@ impl CtlSession {
     ) -> Result<Self> {
         let program = version.etcdctl_binary()?;
         let mut command = Command::new(&program);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ETCDCTL") {
-                command.env_remove(key);
-            }
-        }
+        crate::process::scrub_env(command.as_std_mut(), "ETCDCTL");
         command
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={endpoint}"))

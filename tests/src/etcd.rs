@@ -105,12 +105,7 @@ impl EtcdServer {
         let endpoint = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let mut command = Command::new(binary);
-        // etcd also reads its flags from ETCD_* variables: keep the caller's out.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ETCD") {
-                command.env_remove(key);
-            }
-        }
+        crate::process::scrub_env(&mut command, "ETCD");
         command
             .arg("--name")
             .arg(MEMBER_NAME)

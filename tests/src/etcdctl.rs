@@ -60,13 +60,8 @@ async fn run(
         source,
     };
     let mut command = Command::new(&program);
-    // etcdctl reads flags from ETCDCTL_* variables: keep the caller's out, and ask 3.4 for the
-    // v3 API explicitly.
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("ETCDCTL") {
-            command.env_remove(key);
-        }
-    }
+    crate::process::scrub_env(command.as_std_mut(), "ETCDCTL");
+    // etcdctl 3.4 needs the v3 API asked for explicitly.
     command
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoint}"))

@@ -90,11 +90,7 @@ impl OxcdServer {
     async fn launch(&mut self) -> Result<()> {
         let binary = oxcd_binary()?;
         let mut command = Command::new(binary);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ETCD") {
-                command.env_remove(key);
-            }
-        }
+        crate::process::scrub_env(&mut command, "ETCD");
         command
             .arg("--name")
             .arg("harness")

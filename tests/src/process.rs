@@ -170,6 +170,16 @@ impl Drop for ManagedProcess {
     }
 }
 
+/// Removes the caller's environment variables named `prefix*` from `command`: etcd, etcdctl and
+/// oxcd read flags from `ETCD_*`/`ETCDCTL_*` variables, which must not leak into a test.
+pub(crate) fn scrub_env(command: &mut Command, prefix: &str) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with(prefix) {
+            command.env_remove(key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
