@@ -73,11 +73,7 @@ fn op_del(k: &str) -> Request {
 }
 
 async fn maintenance(endpoint: &str) -> MaintenanceClient<Channel> {
-    let channel = Channel::from_shared(endpoint.to_string())
-        .expect("endpoint URL")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = oxcd_tests::diff::channel(endpoint).await.expect("connect");
     MaintenanceClient::new(channel).max_decoding_message_size(usize::MAX)
 }
 

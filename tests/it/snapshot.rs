@@ -42,11 +42,7 @@ async fn write_history(client: &mut Client) {
 }
 
 async fn maintenance(endpoint: &str) -> MaintenanceClient<Channel> {
-    let channel = Channel::from_shared(endpoint.to_string())
-        .expect("endpoint URL")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = oxcd_tests::diff::channel(endpoint).await.expect("connect");
     MaintenanceClient::new(channel)
 }
 

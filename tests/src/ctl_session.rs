@@ -2,17 +2,16 @@
 //! open for interactive commands, its standard output is read while it runs, and it is killed (or
 //! allowed to exit by itself) at the end. Every wait is bounded by the caller's timeout.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::{HarnessError, Result};
 use crate::etcd::EtcdVersion;
-use crate::etcdctl::CtlOutput;
+use crate::etcdctl::{CtlOutput, etcdctl_command};
 
 /// How long [`CtlSession::finish`] waits for the output pipes to close once etcdctl is gone.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,20 +54,7 @@ impl CtlSession {
         interactive: bool,
     ) -> Result<Self> {
         let program = version.etcdctl_binary()?;
-        let mut command = Command::new(&program);
-        crate::process::scrub_env(command.as_std_mut(), "ETCDCTL");
-        command
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoint}"))
-            .args(args)
-            .stdin(if interactive {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut command = etcdctl_command(&program, endpoint, args, interactive);
         let mut child = command.spawn().map_err(|source| HarnessError::Spawn {
             program: program.clone(),
             source,

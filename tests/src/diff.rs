@@ -97,7 +97,8 @@ pub struct Pair {
     oxcd_kv: KvClient<Channel>,
 }
 
-async fn channel(endpoint: &str) -> Result<Channel> {
+/// A connected gRPC channel to `endpoint`.
+pub async fn channel(endpoint: &str) -> Result<Channel> {
     let grpc_err = |e: &dyn std::fmt::Display| HarnessError::Grpc {
         endpoint: endpoint.to_string(),
         message: e.to_string(),

@@ -48,6 +48,31 @@ pub async fn etcdctl_with_input(
     run(version, endpoint, args, Some(input)).await
 }
 
+/// etcdctl at `program` for `endpoint` with `args`: no inherited `ETCDCTL_*` variables, the v3
+/// API asked for (etcdctl 3.4 needs it), output captured, stdin a pipe when `stdin_piped`.
+pub(crate) fn etcdctl_command(
+    program: &std::path::Path,
+    endpoint: &str,
+    args: &[&str],
+    stdin_piped: bool,
+) -> Command {
+    let mut command = Command::new(program);
+    crate::process::scrub_env(command.as_std_mut(), "ETCDCTL");
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .stdin(if stdin_piped {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
 async fn run(
     version: EtcdVersion,
     endpoint: &str,
@@ -59,21 +84,7 @@ async fn run(
         program: program.clone(),
         source,
     };
-    let mut command = Command::new(&program);
-    crate::process::scrub_env(command.as_std_mut(), "ETCDCTL");
-    // etcdctl 3.4 needs the v3 API asked for explicitly.
-    command
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut command = etcdctl_command(&program, endpoint, args, input.is_some());
     let mut child = command.spawn().map_err(run_error)?;
     if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
         stdin.write_all(input).await.map_err(run_error)?;
