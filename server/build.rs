@@ -1,7 +1,7 @@
 //! Compiles oxcd's etcd-compatible .proto files with protox (pure Rust), so no system protoc is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/rpc.proto", "proto/raftcmd.proto"];
+    let protos = ["proto/rpc.proto", "proto/raftcmd.proto", "proto/peer.proto"];
     for p in protos
         .iter()
         .chain(["proto/kv.proto", "proto/auth.proto"].iter())

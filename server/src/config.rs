@@ -92,6 +92,9 @@ pub struct MemberConfig {
         default_value = "etcd-cluster"
     )]
     pub initial_cluster_token: String,
+    /// Maximum number of learners in the cluster.
+    #[arg(long, env = "ETCD_MAX_LEARNERS", default_value_t = 1)]
+    pub max_learners: usize,
     /// Maximum client request size in bytes the server accepts.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
     pub max_request_bytes: u32,
@@ -268,6 +271,9 @@ impl MemberConfig {
         }
         for url in &self.listen_metrics_urls {
             listen_addr("--listen-metrics-urls", url)?;
+        }
+        for url in &self.listen_peer_urls {
+            listen_addr("--listen-peer-urls", url)?;
         }
         self.retention()?;
         self.watch_progress_notify_interval()?;

@@ -200,6 +200,16 @@ impl DataDir {
         })
     }
 
+    /// Where snapshot images are staged while sent or installed (see `raft::snapshot`).
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.root.join(OXCD_DIR).join("snap")
+    }
+
+    /// True when `root` already holds an oxcd member (its identity is recorded).
+    pub fn exists(root: &Path) -> bool {
+        root.join(OXCD_DIR).join(IDENTITY_FILE).exists()
+    }
+
     /// The flushed-index watermark file (see `raft::watermark`).
     pub fn watermark_path(&self) -> PathBuf {
         self.root.join(OXCD_DIR).join("flushed-index")

@@ -60,6 +60,38 @@ pub enum EtcdError {
     /// An unexpected internal failure (storage, replication); the message says which.
     #[error("{0}")]
     Internal(String),
+    // Variants below were added after `Internal`; results in existing logs encode the variant
+    // index, so new ones go at the end.
+    /// Leadership moved while a forwarded request was in flight; its outcome is unknown.
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    /// No member has the id the request names.
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    /// A peer URL of the request is used by another member.
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    /// A peer URL of the request does not parse.
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    /// MemberPromote of a voting member.
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    /// MemberPromote of a learner that has not caught up with the leader.
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    /// MemberAdd of a learner beyond `--max-learners`.
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    /// A leader-only request reached a member that does not lead.
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    /// MoveLeader to a member that cannot lead.
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    /// A membership change would leave the cluster without a quorum.
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
 }
 
 impl EtcdError {
@@ -78,8 +110,20 @@ impl EtcdError {
             Self::LeaseExists => Code::FailedPrecondition,
             Self::NoSpace => Code::ResourceExhausted,
             Self::LeaseNotFound => Code::NotFound,
-            Self::NoLeader | Self::Stopped | Self::Timeout => Code::Unavailable,
+            Self::NoLeader
+            | Self::Stopped
+            | Self::Timeout
+            | Self::LeaderChanged
+            | Self::Unhealthy => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
+            Self::MemberNotFound => Code::NotFound,
+            Self::MemberBadUrls => Code::InvalidArgument,
+            Self::PeerUrlExists
+            | Self::MemberNotLearner
+            | Self::LearnerNotReady
+            | Self::TooManyLearners
+            | Self::NotLeader
+            | Self::BadLeaderTransferee => Code::FailedPrecondition,
         }
     }
 }

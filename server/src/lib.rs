@@ -5,12 +5,14 @@
 //! in a storage engine behind a narrow trait (`storage`).
 
 pub mod api;
+pub mod bootstrap;
 pub mod compactor;
 pub mod config;
 pub mod datadir;
 pub mod error;
 pub mod http;
 pub mod mvcc;
+pub mod peer;
 pub mod proto;
 pub mod raft;
 pub mod server;

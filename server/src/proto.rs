@@ -20,3 +20,11 @@ pub mod etcdserverpb {
 pub mod raftpb {
     tonic::include_proto!("oxcdraftpb");
 }
+
+/// oxcd's member-to-member protocol.
+pub mod peerpb {
+    tonic::include_proto!("oxcdpeerpb");
+}
+
+/// The generated peer code names oxcd's log payloads by their protobuf package.
+pub use raftpb as oxcdraftpb;

@@ -16,16 +16,22 @@ use crate::api::maintenance::MaintenanceService;
 use crate::api::unimplemented::PendingAuth;
 use crate::api::watch::WatchService;
 use crate::api::{GRPC_OVERHEAD_BYTES, Limits, Member};
-use crate::config::{ConfigError, MemberConfig, listen_addr};
-use crate::datadir::{DataDir, DataDirError, fresh_identity};
+use crate::bootstrap::{Bootstrap, BootstrapError};
+use crate::config::{ConfigError, InitialClusterState, MemberConfig, listen_addr};
+use crate::datadir::{DataDir, DataDirError};
 use crate::http::{GrpcMetricsLayer, MemberProbe, Metrics};
 use crate::mvcc::MvccStore;
 use crate::mvcc::watch_hub::WatchHub;
+use crate::peer::service::PeerService;
+use crate::peer::{MAX_MESSAGE_BYTES, Peers};
+use crate::proto::etcdserverpb::Member as PbMember;
 use crate::proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
-use crate::raft::{MemberNode, RaftPaths, RaftSettings, RaftState, StartError};
+use crate::proto::peerpb::peer_server::PeerServer;
+use crate::raft::snapshot::Snapshots;
+use crate::raft::{RaftPaths, RaftSettings, RaftState, StartError};
 use crate::storage::sled_engine::SledEngine;
 use crate::storage::{Engine, StorageError};
 
@@ -47,6 +53,12 @@ pub enum ServerError {
         #[source]
         source: StorageError,
     },
+    /// The cluster flags do not describe a cluster this member can start in.
+    #[error("cannot bootstrap")]
+    Bootstrap(#[from] BootstrapError),
+    /// The snapshot directory cannot be used.
+    #[error("cannot use the snapshot directory")]
+    Snapshots(#[source] crate::raft::snapshot::SnapshotError),
     /// Raft failed to start.
     #[error("failed to start replication")]
     Raft(#[from] StartError),
@@ -101,38 +113,25 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     cfg.validate()?;
-    let identity = fresh_identity(
-        &cfg.name,
-        &cfg.initial_advertise_peer_urls,
-        &cfg.initial_cluster_token,
-    );
-    let data_dir = DataDir::open(&cfg.data_dir(), identity)?;
-    let db_path = data_dir.db_path();
-    let engine: Arc<dyn Engine> = Arc::new(
-        SledEngine::open(&db_path, cfg.backend_cache_bytes).map_err(|source| {
-            ServerError::Storage {
-                path: db_path.clone(),
-                source,
-            }
-        })?,
-    );
-    let mvcc_ks = engine
-        .keyspace("mvcc")
-        .map_err(|source| ServerError::Storage {
-            path: db_path.clone(),
-            source,
-        })?;
-    let store = Arc::new(
-        MvccStore::open(mvcc_ks).map_err(|source| ServerError::Storage {
-            path: db_path.clone(),
-            source,
-        })?,
-    );
-    let node = MemberNode {
-        name: cfg.name.clone(),
-        peer_urls: cfg.initial_advertise_peer_urls.clone(),
-        client_urls: cfg.advertise_client_urls.clone(),
+    let bootstrap = Bootstrap::from_flags(&cfg)?;
+    let root = cfg.data_dir();
+    // A member joining a running cluster learns its id from it; everyone else derives ids
+    // from the flags, as etcd does.
+    let fresh = if !DataDir::exists(&root) && bootstrap.state == InitialClusterState::Existing {
+        bootstrap.join_identity(&cfg).await?
+    } else {
+        bootstrap.new_identity(&cfg)
     };
+    let data_dir = DataDir::open(&root, fresh)?;
+    let db_path = data_dir.db_path();
+    let storage_err = |source| ServerError::Storage {
+        path: db_path.clone(),
+        source,
+    };
+    let engine: Arc<dyn Engine> =
+        Arc::new(SledEngine::open(&db_path, cfg.backend_cache_bytes).map_err(storage_err)?);
+    let mvcc_ks = engine.keyspace("mvcc").map_err(storage_err)?;
+    let store = Arc::new(MvccStore::open(mvcc_ks).map_err(storage_err)?);
     let settings = RaftSettings {
         heartbeat_ms: cfg.heartbeat_interval,
         election_ms: cfg.election_timeout,
@@ -141,38 +140,66 @@ pub async fn run(
     let identity = data_dir.identity.clone();
     let hub = Arc::new(WatchHub::new(crate::mvcc::KvRead::rev(store.as_ref())));
     let metrics = Arc::new(Metrics::new());
+    let snapshots = Arc::new(
+        Snapshots::new(
+            data_dir.snapshot_dir(),
+            store.clone(),
+            engine.clone(),
+            hub.clone(),
+        )
+        .map_err(ServerError::Snapshots)?,
+    );
+    let peers = Arc::new(Peers::new(identity.member_id, identity.cluster_id));
+    // Listeners first: a port in use fails the start before anything is initialized.
+    let peer_listeners = bind_all("--listen-peer-urls", &cfg.listen_peer_urls).await?;
+    let listeners = bind_all("--listen-client-urls", &cfg.listen_client_urls).await?;
     let state = RaftState {
         engine: engine.clone(),
         store: store.clone(),
         hub: hub.clone(),
         metrics: metrics.clone(),
+        snapshots: snapshots.clone(),
+        peers: peers.clone(),
     };
     let paths = RaftPaths {
         watermark: data_dir.watermark_path(),
         db: db_path.clone(),
     };
-    let raft = crate::raft::start(identity.member_id, node, state, &settings, &paths).await?;
-    let member = Arc::new(Member {
+    let initial = (bootstrap.state == InitialClusterState::New)
+        .then(|| bootstrap.initial_members(&cfg, identity.member_id));
+    let raft = crate::raft::start(identity.member_id, initial, state, &settings, &paths).await?;
+    let announced = PbMember {
+        id: identity.member_id,
+        name: cfg.name.clone(),
+        peer_ur_ls: cfg.initial_advertise_peer_urls.clone(),
+        client_ur_ls: cfg.advertise_client_urls.clone(),
+        is_learner: false,
+    };
+    let member = Arc::new_cyclic(|weak| Member {
         raft: raft.clone(),
         store,
         engine: engine.clone(),
         hub,
         identity,
         metrics: metrics.clone(),
-        proposer: crate::api::proposer::Proposer::start(raft.clone()),
+        proposer: crate::api::proposer::Proposer::start(weak.clone()),
         limits: Limits {
             max_request_bytes: cfg.max_request_bytes as usize,
             max_txn_ops: cfg.max_txn_ops as usize,
             quota_bytes: cfg.quota_bytes(),
             min_lease_ttl: cfg.min_lease_ttl(),
         },
+        peers,
+        snapshots,
+        announced,
+        max_learners: cfg.max_learners,
     });
+    let publish = tokio::spawn(crate::api::membership::publish(member.clone()));
     let raft_metrics = tokio::spawn(metrics.clone().follow_raft(raft.clone()));
     let probe: Arc<dyn MemberProbe> = member.clone();
     let compactor = tokio::spawn(crate::compactor::run(member.clone(), cfg.retention()?));
     let lease_expiry = tokio::spawn(crate::api::lease::expire_leases(member.clone()));
 
-    let listeners = bind_all("--listen-client-urls", &cfg.listen_client_urls).await?;
     let metrics_listeners = if cfg.listen_metrics_urls.is_empty() {
         let default = [DEFAULT_METRICS_URL.to_string()];
         bind_all("--listen-metrics-urls", &default)
@@ -226,6 +253,23 @@ pub async fn run(
             },
         ));
     }
+    for listener in peer_listeners {
+        let router = Server::builder().add_service(
+            PeerServer::new(PeerService::new(member.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        );
+        let mut stop = stop_rx.clone();
+        servers.spawn(
+            router.serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener)
+                    .map(|accepted| accepted.and_then(|s| s.set_nodelay(true).map(|()| s))),
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            ),
+        );
+    }
     let mut http_servers = tokio::task::JoinSet::new();
     for listener in metrics_listeners {
         let mut stop = stop_rx.clone();
@@ -254,6 +298,7 @@ pub async fn run(
     raft_metrics.abort();
     compactor.abort();
     lease_expiry.abort();
+    publish.abort();
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not shut down cleanly");
     }

@@ -1,5 +1,6 @@
-//! The Cluster service. MemberList reports the Raft membership; membership changes arrive with
-//! replication and answer `Unimplemented` until then.
+//! The Cluster service: MemberList from this member's Raft state (after a ReadIndex when the
+//! client asks for a linearizable list) and membership changes through the leader
+//! (`api::membership`).
 
 use std::sync::Arc;
 
@@ -7,8 +8,11 @@ use tonic::{Request, Response, Status};
 
 use super::Member;
 use crate::proto::etcdserverpb::{
-    Member as PbMember, MemberListRequest, MemberListResponse, cluster_server::Cluster,
+    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MemberUpdateRequest, MemberUpdateResponse, cluster_server::Cluster,
 };
+use crate::proto::peerpb::membership_request::Request as Change;
 
 /// The Cluster service of one member.
 pub struct ClusterService {
@@ -20,10 +24,72 @@ impl ClusterService {
     pub fn new(member: Arc<Member>) -> Self {
         Self { member }
     }
+
+    fn header(&self) -> Option<crate::proto::etcdserverpb::ResponseHeader> {
+        self.member
+            .header(crate::mvcc::KvRead::rev(self.member.store.as_ref()))
+    }
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
+    async fn member_add(
+        &self,
+        request: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        let reply = self
+            .member
+            .change_membership(Change::Add(request.into_inner()))
+            .await?;
+        Ok(Response::new(MemberAddResponse {
+            header: self.header(),
+            member: reply.member,
+            members: reply.members,
+        }))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        let reply = self
+            .member
+            .change_membership(Change::Remove(request.into_inner()))
+            .await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: self.header(),
+            members: reply.members,
+        }))
+    }
+
+    async fn member_update(
+        &self,
+        request: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        let reply = self
+            .member
+            .change_membership(Change::Update(request.into_inner()))
+            .await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: self.header(),
+            members: reply.members,
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        let reply = self
+            .member
+            .change_membership(Change::Promote(request.into_inner()))
+            .await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: self.header(),
+            members: reply.members,
+        }))
+    }
+
     async fn member_list(
         &self,
         request: Request<MemberListRequest>,
@@ -31,27 +97,9 @@ impl Cluster for ClusterService {
         if request.get_ref().linearizable {
             self.member.linearizable().await?;
         }
-        let membership = self
-            .member
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .clone();
-        let config = membership.membership();
-        let members = config
-            .nodes()
-            .map(|(id, node)| PbMember {
-                id: *id,
-                name: node.name.clone(),
-                peer_ur_ls: node.peer_urls.clone(),
-                client_ur_ls: node.client_urls.clone(),
-                is_learner: !config.voter_ids().any(|v| v == *id),
-            })
-            .collect();
-        let header = self
-            .member
-            .header(crate::mvcc::KvRead::rev(self.member.store.as_ref()));
-        Ok(Response::new(MemberListResponse { header, members }))
+        Ok(Response::new(MemberListResponse {
+            header: self.header(),
+            members: self.member.members(),
+        }))
     }
 }

@@ -1,6 +1,7 @@
-//! The Lease service. Grant and Revoke go through the log; KeepAlive, TimeToLive and Leases are
-//! answered by the leader's lease table (a single member is always its own leader; forwarding
-//! from followers arrives with replication).
+//! The Lease service. Grant and Revoke go through the log; KeepAlive and TimeToLive are answered
+//! by the leader's lease table (a follower asks its leader); Leases lists the applied leases
+//! after a ReadIndex. Expiry is the leader's: it revokes through the log, so every member drops
+//! a lease at the same point of the log, once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,12 +17,16 @@ use super::Member;
 use crate::error::EtcdError;
 use crate::mvcc::KvRead;
 use crate::mvcc::lease::MAX_LEASE_TTL;
+use crate::peer::forward::{Route, retryable};
+use crate::peer::is_not_leader;
 use crate::proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, lease_server::Lease,
 };
+use crate::proto::peerpb::{LeaseRenewRequest, LeaseTimeToLiveRequest as PeerTtlRequest};
 use crate::proto::raftpb::raft_command::Command;
+use tokio::time::Instant;
 
 type KeepAliveStream =
     std::pin::Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
@@ -106,7 +111,13 @@ impl Lease for LeaseService {
                     return;
                 }
                 // etcd answers an unknown or expired lease with TTL 0, not an error.
-                let ttl = member.store.lease_renew(req.id).unwrap_or(0);
+                let ttl = match member.lease_renew(req.id).await {
+                    Ok(ttl) => ttl,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
                 let resp = LeaseKeepAliveResponse {
                     header: member.header(member.store.rev()),
                     id: req.id,
@@ -125,25 +136,7 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let r = request.into_inner();
-        self.member.linearizable().await?;
-        let header = self.member.header(self.member.store.rev());
-        let resp = match self.member.store.lease_time_to_live(r.id) {
-            // etcd reports an unknown lease as TTL -1, not as an error.
-            None => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: -1,
-                ..Default::default()
-            },
-            Some(t) => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: t.remaining,
-                granted_ttl: t.granted,
-                keys: if r.keys { t.keys } else { Vec::new() },
-            },
-        };
-        Ok(Response::new(resp))
+        Ok(Response::new(self.member.lease_time_to_live(r).await?))
     }
 
     async fn lease_leases(
@@ -163,6 +156,88 @@ impl Lease for LeaseService {
     }
 }
 
+impl Member {
+    /// Renews lease `id` on the leader (here or through it); its TTL, 0 when unknown.
+    pub async fn lease_renew(&self, id: i64) -> Result<i64, Status> {
+        let deadline = Instant::now() + super::REQUEST_TIMEOUT;
+        loop {
+            match self.route(deadline).await? {
+                Route::Local => return Ok(self.store.lease_renew(id).unwrap_or(0)),
+                Route::Remote(mut client, header) => {
+                    match client.lease_renew(LeaseRenewRequest { header, id }).await {
+                        Ok(r) => return Ok(r.into_inner().ttl),
+                        Err(s) if is_not_leader(&s) || retryable(&s) => {}
+                        Err(s) => return Err(s),
+                    }
+                }
+            }
+            pause(deadline).await?;
+        }
+    }
+
+    /// The leader's view of a lease (remaining TTL is only known there).
+    pub async fn lease_time_to_live(
+        &self,
+        r: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, Status> {
+        let deadline = Instant::now() + super::REQUEST_TIMEOUT;
+        loop {
+            match self.route(deadline).await? {
+                Route::Local => {
+                    self.linearizable().await?;
+                    return Ok(self.lease_time_to_live_local(&r));
+                }
+                Route::Remote(mut client, header) => {
+                    let req = PeerTtlRequest {
+                        header,
+                        request: Some(r),
+                    };
+                    match client.lease_time_to_live(req).await {
+                        Ok(resp) => {
+                            let mut resp = resp.into_inner();
+                            self.fill(&mut resp.header);
+                            return Ok(resp);
+                        }
+                        Err(s) if is_not_leader(&s) || retryable(&s) => {}
+                        Err(s) => return Err(s),
+                    }
+                }
+            }
+            pause(deadline).await?;
+        }
+    }
+
+    /// This member's lease table's view of a lease.
+    pub fn lease_time_to_live_local(&self, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+        let header = self.header(self.store.rev());
+        match self.store.lease_time_to_live(r.id) {
+            // etcd reports an unknown lease as TTL -1, not as an error.
+            None => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: -1,
+                ..Default::default()
+            },
+            Some(t) => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: t.remaining,
+                granted_ttl: t.granted,
+                keys: if r.keys { t.keys } else { Vec::new() },
+            },
+        }
+    }
+}
+
+async fn pause(deadline: Instant) -> Result<(), EtcdError> {
+    let pause = std::time::Duration::from_millis(30);
+    if Instant::now() + pause >= deadline {
+        return Err(EtcdError::Timeout);
+    }
+    tokio::time::sleep(pause).await;
+    Ok(())
+}
+
 /// How often the leader looks for expired leases.
 const EXPIRY_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 /// Most leases revoked per check (etcd revokes at most 1000 per second).
@@ -176,8 +251,7 @@ pub async fn expire_leases(member: Arc<Member>) {
     let mut leading = false;
     loop {
         interval.tick().await;
-        let is_leader =
-            member.raft.metrics().borrow().current_leader == Some(member.identity.member_id);
+        let is_leader = member.is_leader();
         if is_leader && !leading {
             member.store.leases_refresh();
         }

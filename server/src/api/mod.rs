@@ -5,6 +5,7 @@ pub mod grpc_status;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod membership;
 pub mod proposer;
 pub mod quota;
 pub mod unimplemented;
@@ -13,7 +14,6 @@ pub mod watch;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::RaftError;
 use prost::Message;
 
 use crate::datadir::Identity;
@@ -29,7 +29,7 @@ use crate::storage::Engine;
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// How long a proposal may wait for the log before the client hears etcd's timeout.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// Request limits from the flags.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +62,14 @@ pub struct Member {
     pub proposer: proposer::Proposer,
     /// Prometheus metrics the request path updates.
     pub metrics: Arc<crate::http::Metrics>,
+    /// Channels to the other members.
+    pub peers: Arc<crate::peer::Peers>,
+    /// Makes and installs snapshots of the store.
+    pub snapshots: Arc<crate::raft::snapshot::Snapshots>,
+    /// `--name` and the client URLs this member announces to the cluster.
+    pub announced: crate::proto::etcdserverpb::Member,
+    /// `--max-learners`.
+    pub max_learners: usize,
 }
 
 impl Member {
@@ -91,16 +99,6 @@ impl Member {
     /// True while this member knows a leader.
     pub fn has_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader.is_some()
-    }
-
-    /// Waits until this member has applied everything committed before the call (ReadIndex).
-    pub async fn linearizable(&self) -> Result<(), EtcdError> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.raft.ensure_linearizable()).await {
-            Err(_) => Err(EtcdError::Timeout),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::Fatal(_))) => Err(EtcdError::Stopped),
-            Ok(Err(RaftError::APIError(_))) => Err(EtcdError::NoLeader),
-        }
     }
 
     /// Sends a mutating request through the log (batched with concurrent ones) and returns

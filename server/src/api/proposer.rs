@@ -3,17 +3,27 @@
 //!
 //! Requests queue while earlier batches are being committed; the batcher takes everything queued
 //! (bounded in count and bytes) into the next entry. Each request in a batch is still applied as
-//! its own request with its own revision and result, in queue order.
+//! its own request with its own revision and result, in queue order. A follower batches the
+//! same way and hands each batch to the leader (`peer::forward`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
+use super::{Member, REQUEST_TIMEOUT};
 use crate::error::EtcdError;
+use crate::peer::forward::{Route, from_status, retryable};
+use crate::peer::is_not_leader;
+use crate::proto::peerpb::ProposeRequest;
 use crate::proto::raftpb::{RaftBatch, RaftCommand, raft_command};
-use crate::raft::{Applied, Command, OxRaft};
+use crate::raft::{Applied, Command, CommandResult};
+
+/// Pause before trying again after leadership moved.
+const RETRY_PAUSE: Duration = Duration::from_millis(30);
 
 /// Most requests in one log entry.
 const MAX_BATCH: usize = 512;
@@ -37,10 +47,10 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    /// Starts the batcher for `raft`.
-    pub fn start(raft: OxRaft) -> Self {
+    /// Starts the batcher of `member` (held weakly: the member owns its proposer).
+    pub fn start(member: Weak<Member>) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(batch_loop(raft, rx));
+        tokio::spawn(batch_loop(member, rx));
         Self { queue }
     }
 
@@ -67,7 +77,7 @@ fn drain(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, bytes: &mut
     }
 }
 
-async fn batch_loop(raft: OxRaft, mut rx: mpsc::Receiver<Pending>) {
+async fn batch_loop(member: Weak<Member>, mut rx: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let mut bytes = first.command.encoded_len();
@@ -78,31 +88,66 @@ async fn batch_loop(raft: OxRaft, mut rx: mpsc::Receiver<Pending>) {
         };
         // Whatever arrived while waiting for a slot joins this batch.
         drain(&mut rx, &mut batch, &mut bytes);
-        let raft = raft.clone();
+        let Some(member) = member.upgrade() else {
+            return;
+        };
         tokio::spawn(async move {
-            submit(&raft, batch).await;
+            submit(&member, batch).await;
             drop(slot);
         });
     }
 }
 
-fn raft_error(e: RaftError<u64, ClientWriteError<u64, crate::raft::MemberNode>>) -> EtcdError {
-    match e {
-        RaftError::Fatal(_) => EtcdError::Stopped,
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => EtcdError::NoLeader,
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            EtcdError::Internal(format!("oxcd: {e}"))
+/// Commits `command` through the leader (this member or the one it follows) and returns what
+/// applying it produced; retries only where the entry cannot have been appended.
+async fn commit(member: &Member, command: RaftCommand) -> Result<Applied, EtcdError> {
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        match member.route(deadline).await? {
+            Route::Local => match member.raft.client_write(Command(command.clone())).await {
+                Ok(r) => return r.data.0,
+                // Not the leader when it was submitted: nothing was appended.
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {}
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                    return Err(EtcdError::Internal(format!("oxcd: {e}")));
+                }
+                Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped),
+            },
+            Route::Remote(mut client, header) => {
+                let mut req = tonic::Request::new(ProposeRequest {
+                    header,
+                    command: Some(command.clone()),
+                });
+                req.set_timeout(deadline.saturating_duration_since(Instant::now()));
+                match client.propose(req).await {
+                    Ok(reply) => {
+                        let reply = reply.into_inner();
+                        // Answer once this member has applied it too (read-your-writes here).
+                        member.wait_applied(reply.index, deadline).await?;
+                        let result = CommandResult::from_proto(reply.result.unwrap_or_default())
+                            .map_err(|e| EtcdError::Internal(format!("oxcd: {e}")))?;
+                        return result.0;
+                    }
+                    Err(s) if is_not_leader(&s) => {}
+                    // The leader may or may not have appended it: the client must decide.
+                    Err(s) if s.code() == tonic::Code::Unavailable && retryable(&s) => {
+                        return Err(EtcdError::LeaderChanged);
+                    }
+                    Err(s) => return Err(from_status(&s)),
+                }
+            }
         }
+        if Instant::now() + RETRY_PAUSE >= deadline {
+            return Err(EtcdError::Timeout);
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
     }
 }
 
-async fn submit(raft: &OxRaft, mut batch: Vec<Pending>) {
+async fn submit(member: &Member, mut batch: Vec<Pending>) {
     if batch.len() == 1 {
         if let Some(one) = batch.pop() {
-            let result = raft.client_write(Command(one.command)).await;
-            let _ = one
-                .reply
-                .send(result.map_err(raft_error).and_then(|r| r.data.0));
+            let _ = one.reply.send(commit(member, one.command).await);
         }
         return;
     }
@@ -111,12 +156,7 @@ async fn submit(raft: &OxRaft, mut batch: Vec<Pending>) {
     let entry = RaftCommand {
         command: Some(raft_command::Command::Batch(RaftBatch { commands })),
     };
-    match raft
-        .client_write(Command(entry))
-        .await
-        .map_err(raft_error)
-        .and_then(|r| r.data.0)
-    {
+    match commit(member, entry).await {
         Ok(Applied::Batch(results)) if results.len() == replies.len() => {
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result.0);

@@ -8,6 +8,7 @@ pub mod hash;
 pub mod index;
 pub mod lease;
 pub mod ops;
+pub mod replace;
 pub mod revision;
 pub mod store;
 pub mod watch_hub;

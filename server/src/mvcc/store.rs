@@ -283,7 +283,7 @@ impl MvccStore {
 }
 
 /// Reads the lease records and attaches every live key that names one of them.
-fn load_leases(
+pub(super) fn load_leases(
     ks: &dyn Keyspace,
     index: &KeyIndex,
     current: i64,
@@ -308,7 +308,7 @@ fn load_leases(
 }
 
 /// Reads the raised alarms.
-fn load_alarms(ks: &dyn Keyspace) -> Result<AlarmSet, StorageError> {
+pub(super) fn load_alarms(ks: &dyn Keyspace) -> Result<AlarmSet, StorageError> {
     let mut set = AlarmSet::default();
     for pair in ks.range(&[ALARM_PREFIX], Some(&[ALARM_PREFIX + 1])) {
         let (key, _) = pair?;
@@ -321,7 +321,7 @@ fn load_alarms(ks: &dyn Keyspace) -> Result<AlarmSet, StorageError> {
 }
 
 /// Reads the index, current revision, compacted revision and bytes in use back from the records.
-fn rebuild(ks: &dyn Keyspace) -> Result<(KeyIndex, i64, i64, i64), StorageError> {
+pub(super) fn rebuild(ks: &dyn Keyspace) -> Result<(KeyIndex, i64, i64, i64), StorageError> {
     let mut index = KeyIndex::new();
     let mut last_rev = 1;
     let mut in_use = 0i64;

@@ -90,6 +90,17 @@ impl WatchHub {
         self.latest.send_replace(current_rev);
     }
 
+    /// Forgets every buffered revision and announces `current_rev`: the store was replaced (a
+    /// snapshot from the leader), so watchers must read what they miss from the store itself.
+    pub fn reset(&self, current_rev: i64) {
+        {
+            let mut window = self.window.lock();
+            window.revisions.clear();
+            window.bytes = 0;
+        }
+        self.latest.send_replace(current_rev);
+    }
+
     /// A receiver woken whenever a new revision is published.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.latest.subscribe()

@@ -1,8 +1,14 @@
 //! Replication: every mutating request is a Raft log entry applied by a deterministic state
-//! machine, as in etcd; a single member is a one-member Raft group.
+//! machine, as in etcd.
+//!
+//! Raft is openraft 0.9 (0.9.25, pinned): the stable line. 0.10 is still published as alphas
+//! whose storage and network traits change between releases; 0.9's storage-v2 traits give what
+//! oxcd needs (own log store with group commit, own state machine, whole-snapshot transfer with
+//! `generic-snapshot-data`).
 
 pub mod log_store;
 pub mod network;
+pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 pub mod watermark;
@@ -73,6 +79,9 @@ pub enum StartError {
     /// Reading the log state failed.
     #[error("failed to read the raft log")]
     ReadLog(#[source] types::StorageError),
+    /// A snapshot installation interrupted by a crash could not be finished.
+    #[error("failed to finish installing a snapshot")]
+    Snapshot(#[source] snapshot::SnapshotError),
     /// openraft failed to start.
     #[error("failed to start raft")]
     Fatal(#[source] openraft::error::Fatal<u64>),
@@ -94,12 +103,18 @@ pub struct RaftState {
     pub hub: Arc<WatchHub>,
     /// Metrics the log and state machine update.
     pub metrics: Arc<crate::http::Metrics>,
+    /// Snapshots of the store, for the state machine and the transport.
+    pub snapshots: Arc<snapshot::Snapshots>,
+    /// Channels to the other members.
+    pub peers: Arc<crate::peer::Peers>,
 }
 
-/// Starts this member's Raft node; on a fresh data dir, initializes a cluster of just itself.
+/// Starts this member's Raft node. A member that has never been part of a cluster initializes
+/// one with `initial` members (a new cluster), or, given none, waits to be contacted by the
+/// leader of the cluster it was added to.
 pub async fn start(
     id: u64,
-    node: MemberNode,
+    initial: Option<BTreeMap<u64, MemberNode>>,
     state: RaftState,
     settings: &RaftSettings,
     paths: &RaftPaths,
@@ -109,12 +124,16 @@ pub async fn start(
         store,
         hub,
         metrics,
+        snapshots,
+        peers,
     } = state;
     let config = Config {
         cluster_name: "oxcd".into(),
         heartbeat_interval: settings.heartbeat_ms,
         election_timeout_min: settings.election_ms,
         election_timeout_max: settings.election_ms * 2,
+        // Whole batches of proposals travel per entry: bound the entries per message instead.
+        max_payload_entries: 64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_count),
         max_in_snapshot_log_to_keep: 5_000.min(settings.snapshot_count),
         ..Default::default()
@@ -140,12 +159,15 @@ pub async fn start(
             flushed,
         });
     }
-    let sm = state_machine::StateMachine::new(store, engine, hub, metrics);
-    let raft = OxRaft::new(id, config, network::PeerNetwork, log, sm)
+    snapshots.recover().map_err(StartError::Snapshot)?;
+    let network = network::PeerNetwork::new(peers, snapshots.clone());
+    let sm = state_machine::StateMachine::new(store, engine, hub, metrics, snapshots);
+    let raft = OxRaft::new(id, config, network, log, sm)
         .await
         .map_err(StartError::Fatal)?;
-    if !raft.is_initialized().await.map_err(StartError::Fatal)? {
-        let members = BTreeMap::from([(id, node)]);
+    if let Some(members) = initial
+        && !raft.is_initialized().await.map_err(StartError::Fatal)?
+    {
         raft.initialize(members)
             .await
             .map_err(StartError::Initialize)?;

@@ -1,69 +1,154 @@
-//! Raft transport between members. A single-member cluster never sends anything; the peer gRPC
-//! transport on `--listen-peer-urls` replaces this when members are added (replication issue),
-//! so until then every peer is reported unreachable rather than silently dropped.
+//! Raft's transport: openraft's messages to other members over the peer gRPC service, encoded
+//! with openraft's own serde types; snapshots are streamed from an image file
+//! (`peer::transfer`). Connection failures are reported as `Unreachable`, so openraft backs off
+//! instead of spinning on a member that is down.
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use std::future::Future;
+use std::sync::Arc;
+
+use openraft::error::{
+    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
+    Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
+use openraft::storage::Snapshot;
+use openraft::{OptionalSend, Vote};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::Code;
 
+use super::snapshot::Snapshots;
 use super::types::{MemberNode, TypeConfig};
+use crate::peer::Peers;
+use crate::proto::peerpb::RaftRequest;
 
 /// Creates peer clients.
-#[derive(Debug, Clone, Default)]
-pub struct PeerNetwork;
+#[derive(Clone)]
+pub struct PeerNetwork {
+    peers: Arc<Peers>,
+    snapshots: Arc<Snapshots>,
+}
 
-/// A client for one peer.
-#[derive(Debug)]
-pub struct PeerClient {
+impl PeerNetwork {
+    /// Raft's transport over `peers`, sending snapshots of `snapshots`.
+    pub fn new(peers: Arc<Peers>, snapshots: Arc<Snapshots>) -> Self {
+        Self { peers, snapshots }
+    }
+}
+
+/// The link to one peer.
+pub struct PeerLink {
     target: u64,
+    node: MemberNode,
+    peers: Arc<Peers>,
+    snapshots: Arc<Snapshots>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
-    type Network = PeerClient;
+    type Network = PeerLink;
 
-    async fn new_client(&mut self, target: u64, _node: &MemberNode) -> PeerClient {
-        PeerClient { target }
+    async fn new_client(&mut self, target: u64, node: &MemberNode) -> PeerLink {
+        PeerLink {
+            target,
+            node: node.clone(),
+            peers: self.peers.clone(),
+            snapshots: self.snapshots.clone(),
+        }
     }
 }
 
-impl PeerClient {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<u64, MemberNode, E> {
-        let why = std::io::Error::other(format!(
-            "member {:x} unreachable: this build has no peer transport",
-            self.target
-        ));
-        RPCError::Unreachable(Unreachable::new(&why))
+/// A transport failure as openraft classifies it: a peer that is down or not listening is
+/// unreachable (back off); anything else is a network error (retry).
+fn transport_error<E: std::error::Error>(status: &tonic::Status) -> RPCError<u64, MemberNode, E> {
+    let err = std::io::Error::other(format!("{}: {}", status.code(), status.message()));
+    match status.code() {
+        Code::Unavailable | Code::Unknown | Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(&err))
+        }
+        _ => RPCError::Network(NetworkError::new(&err)),
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerClient {
+fn encoding_error<E: std::error::Error>(e: &dyn std::error::Error) -> RPCError<u64, MemberNode, E> {
+    RPCError::Network(NetworkError::new(&std::io::Error::other(e.to_string())))
+}
+
+impl PeerLink {
+    /// Sends an openraft request and decodes the peer's `Result` answer.
+    async fn call<Req, Resp, E>(
+        &self,
+        request: &Req,
+        option: &RPCOption,
+        vote: bool,
+    ) -> Result<Resp, RPCError<u64, MemberNode, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let payload = postcard::to_stdvec(request).map_err(|e| encoding_error(&e))?;
+        let mut client = self
+            .peers
+            .client(&self.node)
+            .map_err(|e| encoding_error(&e))?;
+        let mut req = tonic::Request::new(RaftRequest {
+            header: self.peers.header(self.target),
+            payload,
+        });
+        req.set_timeout(option.hard_ttl());
+        let reply = if vote {
+            client.vote(req).await
+        } else {
+            client.append_entries(req).await
+        }
+        .map_err(|s| transport_error(&s))?
+        .into_inner();
+        let answer: Result<Resp, E> =
+            postcard::from_bytes(&reply.payload).map_err(|e| encoding_error(&e))?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerLink {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, MemberNode, RaftError<u64>>> {
-        Err(self.unreachable())
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<u64>,
-        RPCError<u64, MemberNode, RaftError<u64, InstallSnapshotError>>,
-    > {
-        Err(self.unreachable())
+        self.call(&rpc, &option, false).await
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<u64>,
-        _option: RPCOption,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, MemberNode, RaftError<u64>>> {
-        Err(self.unreachable())
+        self.call(&rpc, &option, true).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<u64>,
+        _offered: Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<u64>, StreamingError<TypeConfig, Fatal<u64>>> {
+        // The offered snapshot is the live store; an image of it is made now, at the applied
+        // position of this moment, which its metadata then names (see `raft::snapshot`). No
+        // deadline: a multi-gigabyte image takes as long as it takes; `cancel` stops it.
+        let send = crate::peer::transfer::send(
+            &self.peers,
+            &self.snapshots,
+            self.target,
+            &self.node,
+            vote,
+        );
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            sent = send => sent,
+        }
     }
 }

@@ -9,7 +9,6 @@
 // returning it directly avoid a conversion at every call.
 #![allow(clippy::result_large_err)]
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
@@ -18,6 +17,7 @@ use openraft::{
     StoredMembership,
 };
 
+use super::snapshot::{SnapshotData, Snapshots};
 use super::types::{
     Applied, Command, CommandResult, Entry, LogId, MemberNode, StorageError, TypeConfig,
 };
@@ -31,8 +31,10 @@ use crate::proto::etcdserverpb::{
 use crate::proto::raftpb::raft_command::Command as Cmd;
 use crate::storage::Engine;
 
-const META_APPLIED: &[u8] = b"m/applied";
-const META_MEMBERSHIP: &[u8] = b"m/membership";
+/// Where the last applied log id is recorded, in the same batch as the entries' effects.
+pub const META_APPLIED: &[u8] = b"m/applied";
+/// Where the last applied membership is recorded.
+pub const META_MEMBERSHIP: &[u8] = b"m/membership";
 
 type Membership = StoredMembership<u64, MemberNode>;
 
@@ -42,9 +44,6 @@ fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError 
     }
 }
 
-/// The data of every snapshot this member builds: the store it lives in is the snapshot.
-const LIVE_STORE_MARKER: &[u8] = b"oxcd:live-store";
-
 /// The state machine of one member; clones share the store.
 #[derive(Clone)]
 pub struct StateMachine {
@@ -52,6 +51,7 @@ pub struct StateMachine {
     engine: Arc<dyn Engine>,
     hub: Arc<WatchHub>,
     metrics: Arc<crate::http::Metrics>,
+    snapshots: Arc<Snapshots>,
 }
 
 impl StateMachine {
@@ -61,12 +61,14 @@ impl StateMachine {
         engine: Arc<dyn Engine>,
         hub: Arc<WatchHub>,
         metrics: Arc<crate::http::Metrics>,
+        snapshots: Arc<Snapshots>,
     ) -> Self {
         Self {
             store,
             engine,
             hub,
             metrics,
+            snapshots,
         }
     }
 
@@ -88,9 +90,8 @@ impl StateMachine {
     }
 
     /// The snapshot of the state applied so far. The store itself is the snapshot (it is
-    /// durable once flushed), so nothing is copied: the data is a marker naming the live store.
-    /// Copying it to another member belongs to the peer transport (replication), which streams
-    /// the store from disk instead of building an image in memory.
+    /// durable once flushed), so nothing is copied here: an image is written only when a member
+    /// must be sent one (`raft::snapshot`).
     fn current_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let (applied, membership) = self.applied()?;
         let Some(last) = applied else { return Ok(None) };
@@ -101,7 +102,7 @@ impl StateMachine {
         };
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(LIVE_STORE_MARKER.to_vec())),
+            snapshot: Box::new(SnapshotData::Live),
         }))
     }
 }
@@ -268,21 +269,34 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        // Snapshots arrive whole through the peer service (`peer::snapshot`), which writes
+        // the image to a file and hands over `SnapshotData::Image`.
+        Err(sm_err(
+            ErrorVerb::Write,
+            std::io::Error::other("snapshots are received by the peer service, not in chunks"),
+        ))
     }
 
     async fn install_snapshot(
         &mut self,
-        _meta: &SnapshotMeta<u64, MemberNode>,
-        _snapshot: Box<Cursor<Vec<u8>>>,
+        meta: &SnapshotMeta<u64, MemberNode>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
-        // Only a peer sends snapshots, and this build has no peer transport: refuse loudly
-        // rather than replace the store with something it cannot verify.
-        Err(sm_err(
-            ErrorVerb::Write,
-            std::io::Error::other("installing a snapshot from another member is not supported yet"),
-        ))
+        let SnapshotData::Image(path) = *snapshot else {
+            return Err(sm_err(
+                ErrorVerb::Write,
+                std::io::Error::other("a member cannot install its own live store"),
+            ));
+        };
+        let snapshots = self.snapshots.clone();
+        let meta = meta.clone();
+        // Loading a large image is long blocking I/O: keep it off the async workers.
+        tokio::task::spawn_blocking(move || snapshots.install(&meta, &path))
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, std::io::Error::other(e.to_string())))?
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {

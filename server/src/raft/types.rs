@@ -3,7 +3,6 @@
 //! peer protocol and the client API share one wire format.
 
 use std::fmt;
-use std::io::Cursor;
 
 use prost::Message;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -23,7 +22,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = MemberNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = super::snapshot::SnapshotData,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
@@ -134,7 +133,8 @@ impl Default for CommandResult {
 }
 
 impl CommandResult {
-    fn to_proto(&self) -> ApplyResult {
+    /// The protobuf form, as log entries and the peer protocol carry it.
+    pub fn to_proto(&self) -> ApplyResult {
         use apply_result::Result as R;
         let result = match &self.0 {
             Ok(Applied::Put(r)) => Some(R::Put(r.clone())),
@@ -153,7 +153,8 @@ impl CommandResult {
         ApplyResult { result }
     }
 
-    fn from_proto(p: ApplyResult) -> Result<Self, String> {
+    /// Decodes the protobuf form.
+    pub fn from_proto(p: ApplyResult) -> Result<Self, String> {
         use apply_result::Result as R;
         Ok(Self(match p.result {
             Some(R::Put(r)) => Ok(Applied::Put(r)),

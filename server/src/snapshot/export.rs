@@ -21,7 +21,7 @@ use super::format::{Header, ImageWriter};
 use crate::mvcc::MvccStore;
 use crate::mvcc::hash::is_raft_record;
 use crate::proto::etcdserverpb::SnapshotResponse;
-use crate::storage::StorageError;
+use crate::storage::{Keyspace, StorageError};
 
 /// Bytes of snapshot content per response message (etcd sends 32 KiB; any size works for
 /// clients, and fewer, larger messages stream faster).
@@ -59,31 +59,47 @@ pub fn write_image(
     scratch_dir: &Path,
     storage_version: &str,
 ) -> Result<Exported, ExportError> {
+    write_image_with(store, scratch_dir, storage_version, |_| Ok(())).map(|(e, ())| e)
+}
+
+/// Like [`write_image`], and also runs `also` on the keyspace in the same frozen view, so what
+/// it reads (such as the applied Raft position) describes exactly the image.
+pub fn write_image_with<T>(
+    store: &MvccStore,
+    scratch_dir: &Path,
+    storage_version: &str,
+    also: impl FnOnce(&dyn Keyspace) -> Result<T, StorageError>,
+) -> Result<(Exported, T), ExportError> {
     let file = tempfile::tempfile_in(scratch_dir)?;
-    let (mut file, content_len, header) = store.read_frozen(|ks, revision, compact_revision| {
-        let header = Header {
-            revision,
-            compact_revision,
-            storage_version: storage_version.to_string(),
-        };
-        let out = BufWriter::with_capacity(WRITE_BUFFER, file);
-        let mut image = ImageWriter::new(out, &header)?;
-        for pair in ks.range(&[], None) {
-            let (key, value) = pair?;
-            if !is_raft_record(&key) {
-                image.record(&key, &value)?;
+    let (mut file, content_len, header, extra) =
+        store.read_frozen(|ks, revision, compact_revision| {
+            let extra = also(ks)?;
+            let header = Header {
+                revision,
+                compact_revision,
+                storage_version: storage_version.to_string(),
+            };
+            let out = BufWriter::with_capacity(WRITE_BUFFER, file);
+            let mut image = ImageWriter::new(out, &header)?;
+            for pair in ks.range(&[], None) {
+                let (key, value) = pair?;
+                if !is_raft_record(&key) {
+                    image.record(&key, &value)?;
+                }
             }
-        }
-        let (out, content_len) = image.finish()?;
-        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        Ok::<_, ExportError>((file, content_len, header))
-    })?;
+            let (out, content_len) = image.finish()?;
+            let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+            Ok::<_, ExportError>((file, content_len, header, extra))
+        })?;
     file.seek(SeekFrom::Start(0))?;
-    Ok(Exported {
-        file,
-        content_len,
-        header,
-    })
+    Ok((
+        Exported {
+            file,
+            content_len,
+            header,
+        },
+        extra,
+    ))
 }
 
 /// Streams an image as etcd does: chunks with `remaining_bytes` counting down to 0, then one
