@@ -63,6 +63,14 @@ pub enum BootstrapError {
         /// The last failure.
         last: String,
     },
+    /// A member of the cluster refused this one.
+    #[error("could not join the existing cluster: {url} refused: {why}")]
+    Refused {
+        /// The member asked.
+        url: String,
+        /// Its answer.
+        why: String,
+    },
     /// The cluster does not list this member's peer URLs.
     #[error(
         "the existing cluster has no member with peer URLs {urls}: add it first (etcdctl member add {name} --peer-urls={urls})"
@@ -218,6 +226,13 @@ impl Bootstrap {
                         identity.member_id = me.id;
                         identity.cluster_id = reply.cluster_id;
                         return Ok(identity);
+                    }
+                    // A member that answers and refuses (another cluster token) is final.
+                    Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                        return Err(BootstrapError::Refused {
+                            url: url.clone(),
+                            why: status.message().to_string(),
+                        });
                     }
                     Err(status) => last = format!("{url}: {}", status.message()),
                 }

@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod bad_input;
+mod cluster;
 mod benchmark_tool;
 mod crash;
 mod etcdctl_kv;

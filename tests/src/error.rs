@@ -51,6 +51,15 @@ pub enum HarnessError {
         #[source]
         source: std::io::Error,
     },
+    /// A member was asked to serve before it was started.
+    #[error("{name} was not started")]
+    NotStarted {
+        /// The member's name.
+        name: String,
+    },
+    /// A cluster operation failed.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// A process exited while the harness waited for it to become ready.
     #[error("{name} exited with {status} before it was ready; its log:\n{log}")]
     ExitedBeforeReady {

@@ -3,6 +3,7 @@
 //!
 //! Binaries come from the toolchain cache that `e2e/toolchain/install` fills (see [`bin_dir`]).
 
+mod cluster;
 pub mod ctl_session;
 pub mod diff;
 mod error;
@@ -13,6 +14,7 @@ mod oxcd;
 mod paths;
 mod process;
 
+pub use cluster::{CONVERGE_TIMEOUT, OxcdCluster};
 pub use error::{HarnessError, Result};
 pub use etcd::{EtcdServer, EtcdVersion, READY_TIMEOUT, kv_answers};
 pub use etcdctl::{CtlOutput, etcdctl, etcdctl_with_input};

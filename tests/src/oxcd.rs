@@ -29,13 +29,18 @@ pub fn oxcd_binary() -> Result<PathBuf> {
     }
 }
 
-/// A single oxcd member on 127.0.0.1; killed (SIGKILL) when dropped, its directory removed.
+/// An oxcd member on 127.0.0.1 (alone, or one of an [`crate::OxcdCluster`]); killed (SIGKILL)
+/// when dropped, its directory removed.
 #[derive(Debug)]
 pub struct OxcdServer {
     // Declared before `dir`: the process dies before its directory is removed.
     process: Option<ManagedProcess>,
+    name: String,
     endpoint: String,
     client_port: u16,
+    peer_port: u16,
+    /// `--initial-cluster` and `--initial-cluster-state`.
+    cluster_args: Vec<String>,
     extra_args: Vec<String>,
     env: Vec<(String, String)>,
     starts: usize,
@@ -71,15 +76,37 @@ impl OxcdServer {
     /// [`OxcdServer::data_dir`] (e.g. by restoring a snapshot into it), then start it with
     /// [`OxcdServer::restart`].
     pub fn prepare(extra_args: &[&str]) -> Result<Self> {
+        let [client_port, peer_port] = free_ports::<2>()?;
+        let cluster = format!("harness=http://127.0.0.1:{peer_port}");
+        Self::prepare_member(
+            "harness",
+            client_port,
+            peer_port,
+            &["--initial-cluster", &cluster],
+            extra_args,
+        )
+    }
+
+    /// A member of a cluster, not started: `name` on `client_port` and `peer_port`, with
+    /// `cluster_args` (`--initial-cluster ...`, `--initial-cluster-state ...`) and `extra_args`.
+    pub fn prepare_member(
+        name: &str,
+        client_port: u16,
+        peer_port: u16,
+        cluster_args: &[&str],
+        extra_args: &[&str],
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("oxcd-member-")
             .tempdir()
             .map_err(HarnessError::CreateTempDir)?;
-        let [client_port] = free_ports::<1>()?;
         Ok(Self {
             process: None,
+            name: name.to_string(),
             endpoint: format!("http://127.0.0.1:{client_port}"),
             client_port,
+            peer_port,
+            cluster_args: cluster_args.iter().map(|s| s.to_string()).collect(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             starts: 0,
@@ -88,31 +115,69 @@ impl OxcdServer {
     }
 
     async fn launch(&mut self) -> Result<()> {
+        self.spawn()?;
+        self.wait_serving().await
+    }
+
+    /// Starts the process without waiting for it to serve (a cluster's members must all be
+    /// started before any of them can answer).
+    pub fn spawn(&mut self) -> Result<()> {
         let binary = oxcd_binary()?;
         let mut command = Command::new(binary);
         crate::process::scrub_env(&mut command, "ETCD");
+        let peer_url = self.peer_url();
         command
             .arg("--name")
-            .arg("harness")
+            .arg(&self.name)
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--listen-client-urls")
             .arg(&self.endpoint)
             .arg("--advertise-client-urls")
             .arg(&self.endpoint)
+            .arg("--listen-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer_url)
+            .args(&self.cluster_args)
             .args(&self.extra_args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(self.dir.path());
         self.starts += 1;
         let log = self.dir.path().join(format!("oxcd-{}.log", self.starts));
-        let name = format!("oxcd on {}", self.endpoint);
-        let mut process = ManagedProcess::spawn(&name, command, &log)?;
-        let endpoint = self.endpoint.clone();
-        process
-            .wait_ready(READY_TIMEOUT, || kv_answers(&endpoint))
-            .await?;
-        self.process = Some(process);
+        let name = format!("oxcd {} on {}", self.name, self.endpoint);
+        self.process = Some(ManagedProcess::spawn(&name, command, &log)?);
         Ok(())
+    }
+
+    /// Waits until the started process answers a linearizable read (it has a leader).
+    pub async fn wait_serving(&mut self) -> Result<()> {
+        let endpoint = self.endpoint.clone();
+        match self.process.as_mut() {
+            Some(process) => {
+                process
+                    .wait_ready(READY_TIMEOUT, || kv_answers(&endpoint))
+                    .await
+            }
+            None => Err(HarnessError::NotStarted {
+                name: self.name.clone(),
+            }),
+        }
+    }
+
+    /// `--name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The peer URL, `http://127.0.0.1:<peer port>`.
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    /// Replaces the cluster flags used by the next start.
+    pub fn set_cluster_args(&mut self, cluster_args: &[&str]) {
+        self.cluster_args = cluster_args.iter().map(|s| s.to_string()).collect();
     }
 
     /// The client URL, `http://127.0.0.1:<port>`.
@@ -145,6 +210,41 @@ impl OxcdServer {
         match self.process.take() {
             Some(mut p) => p.kill(),
             None => Ok(()),
+        }
+    }
+
+    /// Freezes the member (SIGSTOP): it keeps its sockets but answers nothing, like a stalled
+    /// machine. [`OxcdServer::resume`] undoes it.
+    pub fn pause(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a paused member run again (SIGCONT).
+    pub fn resume(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<()> {
+        let Some(process) = self.process.as_ref() else {
+            return Err(HarnessError::NotStarted {
+                name: self.name.clone(),
+            });
+        };
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(process.pid().to_string())
+            .status()
+            .map_err(|source| HarnessError::Spawn {
+                program: "kill".into(),
+                source,
+            })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(HarnessError::Cluster(format!(
+                "kill {signal} {} failed: {status}",
+                process.pid()
+            )))
         }
     }
 

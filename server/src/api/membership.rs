@@ -250,7 +250,7 @@ impl Member {
 }
 
 /// Pause between attempts to publish this member's attributes.
-const PUBLISH_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+const PUBLISH_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Publishes this member's name and client URLs to the cluster once it is a member of it (etcd
 /// members publish their attributes the same way; until then MemberList shows them unstarted).

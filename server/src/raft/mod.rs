@@ -130,8 +130,13 @@ pub async fn start(
     let config = Config {
         cluster_name: "oxcd".into(),
         heartbeat_interval: settings.heartbeat_ms,
-        election_timeout_min: settings.election_ms,
-        election_timeout_max: settings.election_ms * 2,
+        // openraft's followers refuse votes for `election_timeout_max` after the last word
+        // from the leader (its leader lease), so every first candidacy inside that window
+        // fails. etcd's check-quorum lease is one --election-timeout; mapping the flag to the
+        // lease and randomizing candidacies over its second half elects a new leader within
+        // one to two election timeouts of losing the old one, as etcd does.
+        election_timeout_min: (settings.election_ms / 2).max(settings.heartbeat_ms * 2),
+        election_timeout_max: settings.election_ms,
         // Whole batches of proposals travel per entry: bound the entries per message instead.
         max_payload_entries: 64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_count),
