@@ -10,6 +10,8 @@ pub mod log_store;
 pub mod network;
 pub mod snapshot;
 pub mod state_machine;
+#[cfg(test)]
+mod suite;
 pub mod types;
 pub mod watermark;
 

@@ -32,12 +32,20 @@ const INSTALLING_META: &str = "installing.meta";
 const INSTALLING_IMAGE: &str = "installing.img";
 
 /// What openraft holds as a snapshot's data.
-#[derive(Debug)]
 pub enum SnapshotData {
-    /// The member's own live store (what it builds and offers; images are made when sent).
-    Live,
+    /// A member's live store (what it builds and offers; images are made when sent).
+    Live(Arc<Snapshots>),
     /// A received, verified image file waiting to be installed.
     Image(PathBuf),
+}
+
+impl std::fmt::Debug for SnapshotData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Live(s) => write!(f, "Live({})", s.dir.display()),
+            Self::Image(p) => write!(f, "Image({})", p.display()),
+        }
+    }
 }
 
 /// Why a snapshot could not be made or installed.
@@ -155,6 +163,39 @@ impl Snapshots {
                 snapshot_id,
             },
         ))
+    }
+
+    /// A new file name for an image in the staging directory.
+    pub fn incoming_path(&self) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        self.dir.join(format!("incoming-{nanos}.img"))
+    }
+
+    /// Writes a complete image file (content and SHA-256 trailer) of this store into `dir`,
+    /// for installing it into another store of the same process.
+    pub fn export_file(&self, path: &Path) -> Result<(), SnapshotError> {
+        use sha2::{Digest, Sha256};
+        use std::io::{Read, Seek, SeekFrom};
+        let (exported, _) = self.export()?;
+        let mut input = exported.file;
+        input.seek(SeekFrom::Start(0)).map_err(io(path))?;
+        let mut out = std::io::BufWriter::new(fs::File::create(path).map_err(io(path))?);
+        let mut sha = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = exported.content_len;
+        while left > 0 {
+            let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            input.read_exact(&mut buf[..n]).map_err(io(path))?;
+            sha.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(io(path))?;
+            left -= n as u64;
+        }
+        out.write_all(&sha.finalize()).map_err(io(path))?;
+        let file = out.into_inner().map_err(|e| io(path)(e.into_error()))?;
+        file.sync_all().map_err(io(path))?;
+        Ok(())
     }
 
     /// Replaces the store with the verified image at `image`, which describes `meta`.

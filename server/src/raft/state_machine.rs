@@ -93,17 +93,28 @@ impl StateMachine {
     /// durable once flushed), so nothing is copied here: an image is written only when a member
     /// must be sent one (`raft::snapshot`).
     fn current_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let (applied, _) = self.applied()?;
+        if applied.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.snapshot_of_applied()?))
+    }
+
+    /// The snapshot of the store as applied now (empty before the first apply).
+    fn snapshot_of_applied(&self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (applied, membership) = self.applied()?;
-        let Some(last) = applied else { return Ok(None) };
         let meta = SnapshotMeta {
-            last_log_id: Some(last),
+            last_log_id: applied,
             last_membership: membership,
-            snapshot_id: format!("{}-{}", last.leader_id, last.index),
+            snapshot_id: applied.map_or_else(
+                || "empty".to_string(),
+                |last| format!("{}-{}", last.leader_id, last.index),
+            ),
         };
-        Ok(Some(Snapshot {
+        Ok(Snapshot {
             meta,
-            snapshot: Box::new(SnapshotData::Live),
-        }))
+            snapshot: Box::new(SnapshotData::Live(self.snapshots.clone())),
+        })
     }
 }
 
@@ -214,12 +225,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         self.engine
             .flush()
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        self.current_snapshot()?.ok_or_else(|| {
-            sm_err(
-                ErrorVerb::Read,
-                std::io::Error::other("snapshot requested before any apply"),
-            )
-        })
+        self.snapshot_of_applied()
     }
 }
 
@@ -270,12 +276,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
-        // Snapshots arrive whole through the peer service (`peer::snapshot`), which writes
-        // the image to a file and hands over `SnapshotData::Image`.
-        Err(sm_err(
-            ErrorVerb::Write,
-            std::io::Error::other("snapshots are received by the peer service, not in chunks"),
-        ))
+        // Between members, images arrive whole through the peer service (`peer::transfer`);
+        // this is where such an image would be written.
+        Ok(Box::new(SnapshotData::Image(
+            self.snapshots.incoming_path(),
+        )))
     }
 
     async fn install_snapshot(
@@ -283,19 +288,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<u64, MemberNode>,
         snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
-        let SnapshotData::Image(path) = *snapshot else {
-            return Err(sm_err(
-                ErrorVerb::Write,
-                std::io::Error::other("a member cannot install its own live store"),
-            ));
-        };
         let snapshots = self.snapshots.clone();
         let meta = meta.clone();
         // Loading a large image is long blocking I/O: keep it off the async workers.
-        tokio::task::spawn_blocking(move || snapshots.install(&meta, &path))
-            .await
-            .map_err(|e| sm_err(ErrorVerb::Write, std::io::Error::other(e.to_string())))?
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        tokio::task::spawn_blocking(move || match *snapshot {
+            SnapshotData::Image(path) => snapshots.install(&meta, &path),
+            // Another store of this process (openraft's storage test suite): copy it through
+            // an image file, exactly as a peer's would arrive.
+            SnapshotData::Live(source) => {
+                let path = snapshots.incoming_path();
+                source.export_file(&path)?;
+                snapshots.install(&meta, &path)
+            }
+        })
+        .await
+        .map_err(|e| sm_err(ErrorVerb::Write, std::io::Error::other(e.to_string())))?
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         Ok(())
     }
 
