@@ -193,7 +193,10 @@ pub async fn run(
         snapshots,
         announced,
         max_learners: cfg.max_learners,
+        election_timeout: std::time::Duration::from_millis(cfg.election_timeout),
+        leadership: Default::default(),
     });
+    let quorum_check = tokio::spawn(crate::api::leadership::check_quorum(member.clone()));
     let publish = tokio::spawn(crate::api::membership::publish(member.clone()));
     let raft_metrics = tokio::spawn(metrics.clone().follow_raft(raft.clone()));
     let probe: Arc<dyn MemberProbe> = member.clone();
@@ -299,6 +302,7 @@ pub async fn run(
     compactor.abort();
     lease_expiry.abort();
     publish.abort();
+    quorum_check.abort();
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not shut down cleanly");
     }

@@ -4,4 +4,5 @@
 
 mod agreement;
 mod faults;
+mod leadership;
 mod membership;

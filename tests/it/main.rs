@@ -3,8 +3,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod bad_input;
-mod cluster;
 mod benchmark_tool;
+mod cluster;
 mod crash;
 mod etcdctl_kv;
 mod etcdctl_more;

@@ -162,7 +162,10 @@ impl Member {
         let deadline = Instant::now() + super::REQUEST_TIMEOUT;
         loop {
             match self.route(deadline).await? {
-                Route::Local => return Ok(self.store.lease_renew(id).unwrap_or(0)),
+                Route::Local => {
+                    self.promote_leases();
+                    return Ok(self.store.lease_renew(id).unwrap_or(0));
+                }
                 Route::Remote(mut client, header) => {
                     match client.lease_renew(LeaseRenewRequest { header, id }).await {
                         Ok(r) => return Ok(r.into_inner().ttl),
@@ -185,6 +188,7 @@ impl Member {
             match self.route(deadline).await? {
                 Route::Local => {
                     self.linearizable().await?;
+                    self.promote_leases();
                     return Ok(self.lease_time_to_live_local(&r));
                 }
                 Route::Remote(mut client, header) => {
@@ -248,17 +252,12 @@ const REVOKES_PER_CHECK: usize = 500;
 pub async fn expire_leases(member: Arc<Member>) {
     let mut interval = tokio::time::interval(EXPIRY_CHECK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut leading = false;
     loop {
         interval.tick().await;
-        let is_leader = member.is_leader();
-        if is_leader && !leading {
-            member.store.leases_refresh();
-        }
-        leading = is_leader;
-        if !leading {
+        if !member.is_leader() {
             continue;
         }
+        member.promote_leases();
         for id in member.store.leases_expired(REVOKES_PER_CHECK) {
             match member
                 .propose(Command::LeaseRevoke(LeaseRevokeRequest { id }))

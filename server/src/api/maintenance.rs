@@ -18,8 +18,9 @@ use crate::error::EtcdError;
 use crate::mvcc::hash;
 use crate::proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, DowngradeInfo,
-    HashKvRequest, HashKvResponse, HashRequest, HashResponse, SnapshotRequest, SnapshotResponse,
-    StatusRequest, StatusResponse, maintenance_server::Maintenance,
+    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    maintenance_server::Maintenance,
 };
 use crate::snapshot::export;
 
@@ -98,7 +99,11 @@ impl Maintenance for MaintenanceService {
             errors,
             // The data in use (what the quota applies to); sled's files are larger.
             db_size_in_use: self.member.store.bytes_in_use().min(db_size),
-            is_learner: false,
+            is_learner: !metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == self.member.identity.member_id),
             storage_version: ETCD_API_VERSION.to_string(),
             db_size_quota: self.member.limits.quota_bytes,
             downgrade_info: Some(DowngradeInfo {
@@ -106,6 +111,20 @@ impl Maintenance for MaintenanceService {
                 target_version: String::new(),
             }),
         }))
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = request.get_ref().target_id;
+        self.member
+            .move_leader(target, self.member.election_timeout)
+            .await?;
+        let header = self
+            .member
+            .header(crate::mvcc::KvRead::rev(self.member.store.as_ref()));
+        Ok(Response::new(MoveLeaderResponse { header }))
     }
 
     async fn alarm(

@@ -3,9 +3,11 @@
 pub mod cluster;
 pub mod grpc_status;
 pub mod kv;
+pub mod leadership;
 pub mod lease;
 pub mod maintenance;
 pub mod membership;
+pub mod move_leader;
 pub mod proposer;
 pub mod quota;
 pub mod unimplemented;
@@ -70,6 +72,10 @@ pub struct Member {
     pub announced: crate::proto::etcdserverpb::Member,
     /// `--max-learners`.
     pub max_learners: usize,
+    /// `--election-timeout`.
+    pub election_timeout: Duration,
+    /// Check-quorum and lease-promotion state.
+    pub leadership: leadership::LeaderState,
 }
 
 impl Member {
@@ -94,11 +100,6 @@ impl Member {
 
     fn store_rev(&self) -> i64 {
         crate::mvcc::KvRead::rev(self.store.as_ref())
-    }
-
-    /// True while this member knows a leader.
-    pub fn has_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader.is_some()
     }
 
     /// Sends a mutating request through the log (batched with concurrent ones) and returns

@@ -17,10 +17,10 @@ use crate::error::EtcdError;
 use crate::proto::etcdserverpb::LeaseTimeToLiveResponse;
 use crate::proto::peerpb::peer_server::Peer;
 use crate::proto::peerpb::{
-    ClusterInfoReply, ClusterInfoRequest, LeaseRenewReply, LeaseRenewRequest,
-    LeaseTimeToLiveRequest, MembershipReply, MembershipRequest, PeerHeader, ProposeReply,
-    ProposeRequest, RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest, SnapshotChunk,
-    SnapshotReply,
+    CampaignReply, CampaignRequest, ClusterInfoReply, ClusterInfoRequest, LeaseRenewReply,
+    LeaseRenewRequest, LeaseTimeToLiveRequest, MembershipReply, MembershipRequest, PeerHeader,
+    ProposeReply, ProposeRequest, RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest,
+    SnapshotChunk, SnapshotReply,
 };
 use crate::raft::snapshot::SnapshotData;
 use crate::raft::{Command, TypeConfig};
@@ -179,6 +179,7 @@ impl Peer for PeerService {
         let r = request.into_inner();
         self.check(r.header.as_ref())?;
         self.require_leader()?;
+        self.member.promote_leases();
         let ttl = self.member.store.lease_renew(r.id).unwrap_or(0);
         Ok(Response::new(LeaseRenewReply { ttl }))
     }
@@ -190,6 +191,7 @@ impl Peer for PeerService {
         let r = request.into_inner();
         self.check(r.header.as_ref())?;
         self.require_leader()?;
+        self.member.promote_leases();
         let req = r.request.unwrap_or_default();
         Ok(Response::new(self.member.lease_time_to_live_local(&req)))
     }
@@ -207,6 +209,19 @@ impl Peer for PeerService {
         Ok(Response::new(
             self.member.change_membership_local(change).await?,
         ))
+    }
+
+    async fn campaign(
+        &self,
+        request: Request<CampaignRequest>,
+    ) -> Result<Response<CampaignReply>, Status> {
+        let r = request.into_inner();
+        self.check(r.header.as_ref())?;
+        let timeout = std::time::Duration::from_millis(r.timeout_ms);
+        self.member
+            .campaign(timeout, self.member.election_timeout)
+            .await?;
+        Ok(Response::new(CampaignReply {}))
     }
 
     async fn cluster_info(

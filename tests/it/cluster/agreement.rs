@@ -44,7 +44,11 @@ async fn writes_on_any_member_are_read_everywhere(size: usize) {
     assert_eq!(members.members().len(), size);
     for m in members.members() {
         assert!(!m.is_learner());
-        assert!(!m.client_urls().is_empty(), "{} published its client URLs", m.name());
+        assert!(
+            !m.client_urls().is_empty(),
+            "{} published its client URLs",
+            m.name()
+        );
     }
 }
 

@@ -94,13 +94,21 @@ async fn acknowledged_writes_survive_kills_restarts_and_pauses() {
         let (old, took) = kill_leader(&mut cluster).await;
         elections.push(took);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        cluster.member(old).restart().await.expect("restart the old leader");
+        cluster
+            .member(old)
+            .restart()
+            .await
+            .expect("restart the old leader");
     }
     let leader = cluster.leader().await.expect("leader");
     let follower = (leader + 1) % 3;
     cluster.member(follower).kill().expect("kill a follower");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    cluster.member(follower).restart().await.expect("restart it");
+    cluster
+        .member(follower)
+        .restart()
+        .await
+        .expect("restart it");
 
     let paused = (cluster.leader().await.expect("leader") + 2) % 3;
     cluster.member(paused).pause().expect("SIGSTOP a follower");
@@ -141,7 +149,12 @@ async fn acknowledged_writes_survive_kills_restarts_and_pauses() {
         let got = client
             .get(
                 "load/",
-                Some(GetOptions::new().with_prefix().with_keys_only().with_serializable()),
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_keys_only()
+                        .with_serializable(),
+                ),
             )
             .await
             .expect("read back");
@@ -160,6 +173,9 @@ async fn acknowledged_writes_survive_kills_restarts_and_pauses() {
     let bound = Duration::from_millis(3 * ELECTION_MS) + DETECTION_SLACK;
     println!("new leader after kill -9: {elections:?} (election timeout {ELECTION_MS} ms)");
     for took in elections {
-        assert!(took <= bound, "a new leader took {took:?} (bound {bound:?})");
+        assert!(
+            took <= bound,
+            "a new leader took {took:?} (bound {bound:?})"
+        );
     }
 }

@@ -74,10 +74,15 @@ async fn grow_one_to_five_with_learners_then_shrink_to_three() {
         .await
         .expect_err("a used peer URL");
     assert!(
-        taken.to_string().contains("etcdserver: Peer URLs already exists"),
+        taken
+            .to_string()
+            .contains("etcdserver: Peer URLs already exists"),
         "{taken}"
     );
-    client.member_remove(id).await.expect("remove the unstarted learner");
+    client
+        .member_remove(id)
+        .await
+        .expect("remove the unstarted learner");
     let gone = client.member_remove(id).await.expect_err("already removed");
     assert!(
         gone.to_string().contains("etcdserver: member not found"),
@@ -108,7 +113,10 @@ async fn grow_one_to_five_with_learners_then_shrink_to_three() {
     assert_converged(&cluster, 3).await;
     let mut client = cluster.client().await.expect("client");
     let count = client
-        .get("", Some(GetOptions::new().with_from_key().with_count_only()))
+        .get(
+            "",
+            Some(GetOptions::new().with_from_key().with_count_only()),
+        )
         .await
         .expect("count");
     assert_eq!(count.count(), 50 + 4 * 20 + 20);
@@ -123,19 +131,17 @@ async fn a_member_whose_data_dir_was_wiped_is_replaced_and_catches_up_from_a_sna
     put_many(&cluster, "before", 600).await;
     let leader = cluster.leader().await.expect("leader");
     let victim = (leader + 1) % 3;
-    let mut lost = cluster.remove(victim).await.expect("remove the lost member");
+    let mut lost = cluster
+        .remove(victim)
+        .await
+        .expect("remove the lost member");
     lost.kill().expect("kill");
     drop(lost); // its data dir goes with it
     put_many(&cluster, "while-gone", 300).await;
     let i = cluster.add_member(false).await.expect("replacement");
     assert_converged(&cluster, 3).await;
-    let log = std::fs::read_to_string(
-        cluster.members()[i]
-            .process()
-            .expect("running")
-            .log_path(),
-    )
-    .expect("log");
+    let log = std::fs::read_to_string(cluster.members()[i].process().expect("running").log_path())
+        .expect("log");
     assert!(
         log.contains("installed a snapshot from the leader"),
         "the replacement caught up from a snapshot:\n{log}"
@@ -144,7 +150,12 @@ async fn a_member_whose_data_dir_was_wiped_is_replaced_and_catches_up_from_a_sna
     let count = client
         .get(
             "",
-            Some(GetOptions::new().with_from_key().with_count_only().with_serializable()),
+            Some(
+                GetOptions::new()
+                    .with_from_key()
+                    .with_count_only()
+                    .with_serializable(),
+            ),
         )
         .await
         .expect("count");
