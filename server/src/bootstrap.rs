@@ -185,7 +185,11 @@ impl Bootstrap {
 
     /// Asks the other members for the cluster's id and this member's id (assigned by
     /// `member add`), retrying for a while since they may be starting too.
-    pub async fn join_identity(&self, cfg: &MemberConfig) -> Result<Identity, BootstrapError> {
+    pub async fn join_identity(
+        &self,
+        cfg: &MemberConfig,
+        tls: Option<&crate::tls::ReloadingClientConfig>,
+    ) -> Result<Identity, BootstrapError> {
         let urls: Vec<String> = self
             .members
             .iter()
@@ -197,8 +201,9 @@ impl Bootstrap {
         let mut last = String::from("no peers named");
         loop {
             for url in &urls {
-                let Some(endpoint) = crate::peer::endpoint(url) else {
-                    last = format!("{url}: not a URL");
+                let tls = tls.map(|t| t.current().0);
+                let Some(endpoint) = crate::peer::endpoint(url, tls) else {
+                    last = format!("{url}: not a URL (or https without --peer-cert-file)");
                     continue;
                 };
                 let mut client = PeerClient::new(endpoint.connect_lazy());

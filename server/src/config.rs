@@ -138,6 +138,9 @@ pub struct MemberConfig {
     /// oxcd: bytes of page cache the storage engine may use.
     #[arg(long, env = "OXCD_BACKEND_CACHE_BYTES", default_value_t = 256 << 20)]
     pub backend_cache_bytes: u64,
+    /// TLS for clients and peers.
+    #[command(flatten)]
+    pub tls: crate::tls::flags::TlsFlags,
 }
 
 /// A flag value that parses but makes no sense.

@@ -18,3 +18,4 @@ pub mod raft;
 pub mod server;
 pub mod snapshot;
 pub mod storage;
+pub mod tls;

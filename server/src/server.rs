@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::api::cluster::ClusterService;
@@ -56,6 +54,9 @@ pub enum ServerError {
     /// The cluster flags do not describe a cluster this member can start in.
     #[error("cannot bootstrap")]
     Bootstrap(#[from] BootstrapError),
+    /// The TLS flags or files cannot be used.
+    #[error("cannot set up TLS")]
+    Tls(#[source] crate::tls::TlsError),
     /// The snapshot directory cannot be used.
     #[error("cannot use the snapshot directory")]
     Snapshots(#[source] crate::raft::snapshot::SnapshotError),
@@ -79,9 +80,14 @@ pub enum ServerError {
 /// Where metrics and health are served when `--listen-metrics-urls` is not given.
 const DEFAULT_METRICS_URL: &str = "http://127.0.0.1:2381";
 
-async fn bind_all(flag: &'static str, urls: &[String]) -> Result<Vec<TcpListener>, ServerError> {
+/// Binds every URL of `flag`; each listener says whether its URL is https.
+async fn bind_all(
+    flag: &'static str,
+    urls: &[String],
+) -> Result<Vec<(bool, TcpListener)>, ServerError> {
     let mut listeners = Vec::new();
     for url in urls {
+        let https = url.starts_with("https://");
         let host_port = listen_addr(flag, url)?;
         let listen_err = |source| ServerError::Listen {
             url: url.clone(),
@@ -100,8 +106,8 @@ async fn bind_all(flag: &'static str, urls: &[String]) -> Result<Vec<TcpListener
                     url: url.clone(),
                     source,
                 })?;
-            tracing::info!(%addr, flag, "listening");
-            listeners.push(listener);
+            tracing::info!(%addr, flag, https, "listening");
+            listeners.push((https, listener));
         }
     }
     Ok(listeners)
@@ -114,11 +120,21 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     cfg.validate()?;
     let bootstrap = Bootstrap::from_flags(&cfg)?;
+    let https = |urls: &[String]| urls.iter().any(|u| u.starts_with("https://"));
+    let tls = cfg
+        .tls
+        .load(
+            https(&cfg.listen_client_urls),
+            https(&cfg.listen_peer_urls) || https(&cfg.initial_advertise_peer_urls),
+        )
+        .map_err(ServerError::Tls)?;
     let root = cfg.data_dir();
     // A member joining a running cluster learns its id from it; everyone else derives ids
     // from the flags, as etcd does.
     let fresh = if !DataDir::exists(&root) && bootstrap.state == InitialClusterState::Existing {
-        bootstrap.join_identity(&cfg).await?
+        bootstrap
+            .join_identity(&cfg, tls.peer_client.as_deref())
+            .await?
     } else {
         bootstrap.new_identity(&cfg)
     };
@@ -149,7 +165,11 @@ pub async fn run(
         )
         .map_err(ServerError::Snapshots)?,
     );
-    let peers = Arc::new(Peers::new(identity.member_id, identity.cluster_id));
+    let peers = Arc::new(Peers::new(
+        identity.member_id,
+        identity.cluster_id,
+        tls.peer_client.clone(),
+    ));
     // Listeners first: a port in use fails the start before anything is initialized.
     let peer_listeners = bind_all("--listen-peer-urls", &cfg.listen_peer_urls).await?;
     let listeners = bind_all("--listen-client-urls", &cfg.listen_client_urls).await?;
@@ -222,7 +242,7 @@ pub async fn run(
     let max_decode = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    for listener in listeners {
+    for (https, listener) in listeners {
         let router = Server::builder()
             .layer(grpc_metrics.clone())
             .layer(tower::util::MapResponseLayer::new(
@@ -245,36 +265,31 @@ pub async fn run(
             ))
             .add_service(AuthServer::new(PendingAuth));
         let mut stop = stop_rx.clone();
+        let tls = if https { tls.client.clone() } else { None };
         servers.spawn(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener).map(|accepted| {
-                // gRPC answers are small writes; without TCP_NODELAY, Nagle and delayed ACKs
-                // add tens of milliseconds to every request.
-                accepted.and_then(|stream| stream.set_nodelay(true).map(|()| stream))
-            }),
+            crate::tls::accept::incoming(listener, tls),
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             },
         ));
     }
-    for listener in peer_listeners {
+    for (https, listener) in peer_listeners {
         let router = Server::builder().add_service(
             PeerServer::new(PeerService::new(member.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );
         let mut stop = stop_rx.clone();
-        servers.spawn(
-            router.serve_with_incoming_shutdown(
-                TcpListenerStream::new(listener)
-                    .map(|accepted| accepted.and_then(|s| s.set_nodelay(true).map(|()| s))),
-                async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                },
-            ),
-        );
+        let tls = if https { tls.peer_server.clone() } else { None };
+        servers.spawn(router.serve_with_incoming_shutdown(
+            crate::tls::accept::incoming(listener, tls),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ));
     }
     let mut http_servers = tokio::task::JoinSet::new();
-    for listener in metrics_listeners {
+    for (_, listener) in metrics_listeners {
         let mut stop = stop_rx.clone();
         http_servers.spawn(crate::http::serve(
             listener,

@@ -17,5 +17,6 @@ mod log_compaction;
 mod maintenance_diff;
 mod quota;
 mod snapshot;
+mod tls;
 mod watch_diff;
 mod watch_regressions;

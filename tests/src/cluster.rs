@@ -30,29 +30,36 @@ pub struct OxcdCluster {
 impl OxcdCluster {
     /// Starts `size` members (`m1`...) with `extra_args` and waits until each serves.
     pub async fn start(size: usize, extra_args: &[&str]) -> Result<Self> {
+        Self::start_configured(size, extra_args, |_| {}).await
+    }
+
+    /// Like [`OxcdCluster::start`], with `configure` applied to each member before it starts
+    /// (e.g. [`OxcdServer::use_tls`]).
+    pub async fn start_configured(
+        size: usize,
+        extra_args: &[&str],
+        configure: impl Fn(&mut OxcdServer),
+    ) -> Result<Self> {
         let mut ports = Vec::new();
         for _ in 0..size {
             let [client, peer] = free_ports::<2>()?;
             ports.push((client, peer));
         }
-        let initial = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, peer))| format!("m{}=http://127.0.0.1:{peer}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
         let mut members = Vec::new();
         for (i, (client, peer)) in ports.into_iter().enumerate() {
             let name = format!("m{}", i + 1);
-            let mut member = OxcdServer::prepare_member(
-                &name,
-                client,
-                peer,
-                &["--initial-cluster", &initial],
-                extra_args,
-            )?;
-            member.spawn()?;
+            let mut member = OxcdServer::prepare_member(&name, client, peer, &[], extra_args)?;
+            configure(&mut member);
             members.push(member);
+        }
+        let initial = members
+            .iter()
+            .map(|m| format!("{}={}", m.name(), m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        for member in &mut members {
+            member.set_cluster_args(&["--initial-cluster", &initial]);
+            member.spawn()?;
         }
         for member in &mut members {
             member.wait_serving().await?;
@@ -105,9 +112,10 @@ impl OxcdCluster {
 
     /// A client balancing over every running member.
     pub async fn client(&self) -> Result<Client> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(2))
-            .with_timeout(Duration::from_secs(10));
+        let options = match self.members.first() {
+            Some(m) => m.connect_options(),
+            None => ConnectOptions::new(),
+        };
         Client::connect(self.endpoints(), Some(options))
             .await
             .map_err(|source| HarnessError::Connect {

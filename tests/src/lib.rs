@@ -12,6 +12,7 @@ mod etcdctl;
 mod net;
 mod oxcd;
 mod paths;
+pub mod pki;
 mod process;
 
 pub use cluster::{CONVERGE_TIMEOUT, OxcdCluster};
@@ -19,6 +20,6 @@ pub use error::{HarnessError, Result};
 pub use etcd::{EtcdServer, EtcdVersion, READY_TIMEOUT, kv_answers};
 pub use etcdctl::{CtlOutput, etcdctl, etcdctl_with_input};
 pub use net::{free_port, free_ports};
-pub use oxcd::{OxcdServer, oxcd_binary};
+pub use oxcd::{ClientTls, OxcdServer, oxcd_binary};
 pub use paths::{bin_dir, tool, workspace_root};
 pub use process::ManagedProcess;

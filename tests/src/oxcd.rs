@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use etcd_client::Client;
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use tempfile::TempDir;
 
 use crate::error::{HarnessError, Result};
-use crate::etcd::{READY_TIMEOUT, kv_answers};
+use crate::etcd::READY_TIMEOUT;
 use crate::net::free_ports;
 use crate::paths::workspace_root;
 use crate::process::ManagedProcess;
@@ -29,6 +29,42 @@ pub fn oxcd_binary() -> Result<PathBuf> {
     }
 }
 
+/// What a client presents to a member serving https: the CA to trust and its own certificate.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// PEM of the CA that signed the member's certificate.
+    pub ca: Vec<u8>,
+    /// PEM certificate and key of the client, if it presents one.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl ClientTls {
+    /// Reads the files.
+    pub fn from_files(ca: &Path, identity: Option<&crate::pki::CertFiles>) -> Result<Self> {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|source| HarnessError::CreateLog {
+                path: p.to_path_buf(),
+                source,
+            })
+        };
+        Ok(Self {
+            ca: read(ca)?,
+            identity: match identity {
+                Some(f) => Some((read(&f.cert)?, read(&f.key)?)),
+                None => None,
+            },
+        })
+    }
+
+    fn options(&self) -> TlsOptions {
+        let options = TlsOptions::new().ca_certificate(Certificate::from_pem(self.ca.clone()));
+        match &self.identity {
+            Some((cert, key)) => options.identity(Identity::from_pem(cert.clone(), key.clone())),
+            None => options,
+        }
+    }
+}
+
 /// An oxcd member on 127.0.0.1 (alone, or one of an [`crate::OxcdCluster`]); killed (SIGKILL)
 /// when dropped, its directory removed.
 #[derive(Debug)]
@@ -41,6 +77,10 @@ pub struct OxcdServer {
     peer_port: u16,
     /// `--initial-cluster` and `--initial-cluster-state`.
     cluster_args: Vec<String>,
+    /// How clients reach it over TLS (https client URL), if they do.
+    client_tls: Option<ClientTls>,
+    /// Whether its peer URL is https.
+    peer_https: bool,
     extra_args: Vec<String>,
     env: Vec<(String, String)>,
     starts: usize,
@@ -107,6 +147,8 @@ impl OxcdServer {
             client_port,
             peer_port,
             cluster_args: cluster_args.iter().map(|s| s.to_string()).collect(),
+            client_tls: None,
+            peer_https: false,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             starts: 0,
@@ -153,10 +195,13 @@ impl OxcdServer {
     /// Waits until the started process answers a linearizable read (it has a leader).
     pub async fn wait_serving(&mut self) -> Result<()> {
         let endpoint = self.endpoint.clone();
+        let options = self.connect_options();
         match self.process.as_mut() {
             Some(process) => {
                 process
-                    .wait_ready(READY_TIMEOUT, || kv_answers(&endpoint))
+                    .wait_ready(READY_TIMEOUT, || {
+                        kv_answers_with(&endpoint, options.clone())
+                    })
                     .await
             }
             None => Err(HarnessError::NotStarted {
@@ -165,14 +210,28 @@ impl OxcdServer {
         }
     }
 
+    /// Serves clients on https (reached with `client_tls`) and peers on https when
+    /// `peer_https`; the certificate flags themselves go in the extra arguments.
+    pub fn use_tls(&mut self, client_tls: Option<ClientTls>, peer_https: bool) {
+        let scheme = if client_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.endpoint = format!("{scheme}://127.0.0.1:{}", self.client_port);
+        self.client_tls = client_tls;
+        self.peer_https = peer_https;
+    }
+
     /// `--name`.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The peer URL, `http://127.0.0.1:<peer port>`.
+    /// The peer URL, `http(s)://127.0.0.1:<peer port>`.
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        let scheme = if self.peer_https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.peer_port)
     }
 
     /// Replaces the cluster flags used by the next start.
@@ -180,7 +239,18 @@ impl OxcdServer {
         self.cluster_args = cluster_args.iter().map(|s| s.to_string()).collect();
     }
 
-    /// The client URL, `http://127.0.0.1:<port>`.
+    /// Options for clients of this member (TLS when it serves https).
+    pub fn connect_options(&self) -> ConnectOptions {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(std::time::Duration::from_secs(1))
+            .with_timeout(std::time::Duration::from_secs(10));
+        match &self.client_tls {
+            Some(tls) => options.with_tls(tls.options()),
+            None => options,
+        }
+    }
+
+    /// The client URL, `http(s)://127.0.0.1:<port>`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
@@ -256,11 +326,22 @@ impl OxcdServer {
 
     /// A new etcd client connected to this member.
     pub async fn client(&self) -> Result<Client> {
-        Client::connect([self.endpoint.as_str()], None)
-            .await
-            .map_err(|source| HarnessError::Connect {
-                endpoint: self.endpoint.clone(),
-                source,
-            })
+        Client::connect(
+            [self.endpoint.as_str()],
+            self.client_tls.as_ref().map(|_| self.connect_options()),
+        )
+        .await
+        .map_err(|source| HarnessError::Connect {
+            endpoint: self.endpoint.clone(),
+            source,
+        })
+    }
+}
+
+/// True when `endpoint` answers a KV request with `options` (a member serving with a leader).
+async fn kv_answers_with(endpoint: &str, options: ConnectOptions) -> bool {
+    match Client::connect([endpoint], Some(options)).await {
+        Ok(mut client) => client.get("oxcd-harness-ready-probe", None).await.is_ok(),
+        Err(_) => false,
     }
 }

@@ -7,6 +7,7 @@ pub mod service;
 pub mod transfer;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -15,6 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::proto::peerpb::PeerHeader;
 use crate::proto::peerpb::peer_client::PeerClient;
 use crate::raft::MemberNode;
+use crate::tls::ReloadingClientConfig;
 
 /// gRPC metadata key a member sets on an answer meaning "I am not the leader (any more)".
 pub const NOT_LEADER: &str = "oxcd-not-leader";
@@ -45,16 +47,20 @@ pub struct Peers {
     pub self_id: u64,
     /// The cluster's id, sent with every request.
     pub cluster_id: u64,
-    channels: Mutex<HashMap<String, Channel>>,
+    tls: Option<Arc<ReloadingClientConfig>>,
+    /// Channels by URL, and the TLS generation they were made with.
+    channels: Mutex<(u64, HashMap<String, Channel>)>,
 }
 
 impl Peers {
-    /// Peers of member `self_id` in cluster `cluster_id`.
-    pub fn new(self_id: u64, cluster_id: u64) -> Self {
+    /// Peers of member `self_id` in cluster `cluster_id`, dialed with `tls` (the peer TLS
+    /// flags) for https peer URLs.
+    pub fn new(self_id: u64, cluster_id: u64, tls: Option<Arc<ReloadingClientConfig>>) -> Self {
         Self {
             self_id,
             cluster_id,
-            channels: Mutex::new(HashMap::new()),
+            tls,
+            channels: Mutex::new((0, HashMap::new())),
         }
     }
 
@@ -74,12 +80,21 @@ impl Peers {
             urls: node.peer_urls.clone(),
         };
         let url = node.peer_urls.first().ok_or_else(no_url)?;
+        let tls = self.tls.as_ref().map(|t| t.current());
         let mut channels = self.channels.lock();
-        let channel = match channels.get(url) {
+        let generation = tls.as_ref().map_or(0, |(_, g)| *g);
+        if channels.0 != generation {
+            // Certificate files changed: new connections use the new ones.
+            channels.1.clear();
+            channels.0 = generation;
+        }
+        let channel = match channels.1.get(url) {
             Some(c) => c.clone(),
             None => {
-                let channel = endpoint(url).ok_or_else(no_url)?.connect_lazy();
-                channels.insert(url.clone(), channel.clone());
+                let channel = endpoint(url, tls.map(|(config, _)| config))
+                    .ok_or_else(no_url)?
+                    .connect_lazy();
+                channels.1.insert(url.clone(), channel.clone());
                 channel
             }
         };
@@ -89,15 +104,18 @@ impl Peers {
     }
 }
 
-/// An endpoint for a peer URL (`http://` or `https://`).
-pub fn endpoint(url: &str) -> Option<Endpoint> {
-    let ep = Endpoint::from_shared(url.to_string())
+/// An endpoint for a peer URL (`http://`, or `https://` with `tls`).
+pub fn endpoint(url: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> Option<Endpoint> {
+    let mut ep = Endpoint::from_shared(url.to_string())
         .ok()?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
+    if url.starts_with("https://") {
+        ep = ep.tls_config(tls?).ok()?;
+    }
     Some(ep)
 }
 
