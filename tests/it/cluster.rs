@@ -4,5 +4,6 @@
 
 mod agreement;
 mod faults;
+mod history;
 mod leadership;
 mod membership;

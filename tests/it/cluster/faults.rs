@@ -1,8 +1,10 @@
 //! Faults under concurrent load on a 3-member cluster: kill -9 of the leader (repeatedly) and of
 //! a follower, restarts, a paused (SIGSTOP) follower, and a paused majority that leaves one
-//! member in the minority. Writers keep putting unique keys throughout; afterwards every
-//! acknowledged write is on every member, the stores hash alike, a new leader took over after
-//! each leader kill, and the minority refused linearizable requests.
+//! member in the minority. Writers keep putting unique keys throughout, and history clients (one
+//! per member) run puts, gets, deletes and compare-and-swaps on a few shared keys; afterwards
+//! porcupine finds their history linearizable, every acknowledged write is on every member, the
+//! stores hash alike, a new leader took over after each leader kill, and the minority refused
+//! linearizable requests.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -87,6 +89,7 @@ async fn acknowledged_writes_survive_kills_restarts_and_pauses() {
     .await
     .expect("cluster");
     let load = start_load(cluster.endpoints()).await;
+    let recorder = super::history::Recorder::start(&cluster.endpoints());
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let mut elections = Vec::new();
@@ -132,6 +135,8 @@ async fn acknowledged_writes_survive_kills_restarts_and_pauses() {
     }
 
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let dir = tempfile::tempdir().expect("dir");
+    recorder.finish_and_check(dir.path()).await;
     load.stop.store(true, Ordering::Relaxed);
     for task in load.tasks {
         task.await.expect("writer");
