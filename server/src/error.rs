@@ -92,6 +92,9 @@ pub enum EtcdError {
     /// A membership change would leave the cluster without a quorum.
     #[error("etcdserver: unhealthy cluster")]
     Unhealthy,
+    /// A learner was asked for something only voting members serve.
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
 }
 
 impl EtcdError {
@@ -123,7 +126,8 @@ impl EtcdError {
             | Self::LearnerNotReady
             | Self::TooManyLearners
             | Self::NotLeader
-            | Self::BadLeaderTransferee => Code::FailedPrecondition,
+            | Self::BadLeaderTransferee
+            | Self::NotSupportedForLearner => Code::FailedPrecondition,
         }
     }
 }

@@ -159,6 +159,9 @@ impl Lease for LeaseService {
 impl Member {
     /// Renews lease `id` on the leader (here or through it); its TTL, 0 when unknown.
     pub async fn lease_renew(&self, id: i64) -> Result<i64, Status> {
+        if self.is_learner() {
+            return Err(EtcdError::NotSupportedForLearner.into());
+        }
         let deadline = Instant::now() + super::REQUEST_TIMEOUT;
         loop {
             match self.route(deadline).await? {

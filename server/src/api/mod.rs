@@ -108,6 +108,9 @@ impl Member {
         let command = RaftCommand {
             command: Some(command),
         };
+        if self.is_learner() {
+            return Err(EtcdError::NotSupportedForLearner);
+        }
         if command.encoded_len() > self.limits.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }

@@ -34,6 +34,15 @@ impl Member {
         self.raft.metrics().borrow().current_leader == Some(self.identity.member_id)
     }
 
+    /// True while this member is a learner (a non-voting member catching up).
+    pub fn is_learner(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let config = m.membership_config.membership();
+        config.get_node(&self.identity.member_id).is_some()
+            && !config.voter_ids().any(|v| v == self.identity.member_id)
+    }
+
     /// Waits (until `deadline`) for a leader and says where requests must go.
     pub async fn route(&self, deadline: Instant) -> Result<Route, EtcdError> {
         loop {
@@ -79,6 +88,10 @@ impl Member {
     /// Waits until this member has applied everything committed before the call (ReadIndex,
     /// asked of the leader when this member follows).
     pub async fn linearizable(&self) -> Result<(), EtcdError> {
+        // As etcd: a learner serves serializable reads only.
+        if self.is_learner() {
+            return Err(EtcdError::NotSupportedForLearner);
+        }
         let deadline = Instant::now() + super::super::api::REQUEST_TIMEOUT;
         loop {
             match self.route(deadline).await? {

@@ -33,6 +33,38 @@ async fn voters_and_learners(cluster: &OxcdCluster) -> (usize, usize) {
     (list.members().len() - learners, learners)
 }
 
+/// As etcd: a learner answers serializable reads, and refuses linearizable ones and writes.
+async fn learner_serves_serializable_reads_only(learner: &OxcdServer) {
+    let deadline = tokio::time::Instant::now() + oxcd_tests::CONVERGE_TIMEOUT;
+    let mut client = loop {
+        if let Ok(mut c) = learner.client().await
+            && c.get("a/00000", Some(GetOptions::new().with_serializable()))
+                .await
+                .is_ok_and(|r| r.kvs().len() == 1)
+        {
+            break c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the learner never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let read = client.get("a/00000", None).await.expect_err("linearizable");
+    assert!(
+        read.to_string()
+            .contains("etcdserver: rpc not supported for learner"),
+        "{read}"
+    );
+    let write = client.put("x", "y", None).await.expect_err("write");
+    assert!(
+        write
+            .to_string()
+            .contains("etcdserver: rpc not supported for learner"),
+        "{write}"
+    );
+}
+
 #[tokio::test]
 async fn grow_one_to_five_with_learners_then_shrink_to_three() {
     let mut cluster = OxcdCluster::start(1, &[]).await.expect("cluster");
@@ -93,6 +125,9 @@ async fn grow_one_to_five_with_learners_then_shrink_to_three() {
         while cluster.members().len() < target {
             let i = cluster.add_member(true).await.expect("add a learner");
             assert_eq!(voters_and_learners(&cluster).await.1, 1);
+            if target == 3 && cluster.members().len() == 2 {
+                learner_serves_serializable_reads_only(&cluster.members()[i]).await;
+            }
             cluster.promote(i).await.expect("promote");
             put_many(&cluster, &format!("grow{i}"), 20).await;
         }
