@@ -81,6 +81,8 @@ pub struct OxcdServer {
     client_tls: Option<ClientTls>,
     /// Whether its peer URL is https.
     peer_https: bool,
+    /// The cgroup it runs in, when a test may partition it.
+    cgroup: Option<PathBuf>,
     extra_args: Vec<String>,
     env: Vec<(String, String)>,
     starts: usize,
@@ -149,6 +151,7 @@ impl OxcdServer {
             cluster_args: cluster_args.iter().map(|s| s.to_string()).collect(),
             client_tls: None,
             peer_https: false,
+            cgroup: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             starts: 0,
@@ -165,7 +168,20 @@ impl OxcdServer {
     /// started before any of them can answer).
     pub fn spawn(&mut self) -> Result<()> {
         let binary = oxcd_binary()?;
-        let mut command = Command::new(binary);
+        let mut command = match &self.cgroup {
+            // Started inside its cgroup, so every socket it opens belongs to it (a socket
+            // keeps the cgroup it was created in): see `Partition`.
+            Some(cgroup) => {
+                std::fs::create_dir_all(cgroup).map_err(HarnessError::CreateTempDir)?;
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
+                    .arg(cgroup)
+                    .arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
         crate::process::scrub_env(&mut command, "ETCD");
         let peer_url = self.peer_url();
         command
@@ -223,9 +239,29 @@ impl OxcdServer {
         self.peer_https = peer_https;
     }
 
+    /// Runs the member in a cgroup of its own from its next start, so a test can cut it off
+    /// from its peers ([`crate::Partition`]). Needs root.
+    pub fn use_own_cgroup(&mut self) {
+        let unique = self.dir.path().file_name().map_or_else(
+            || format!("{}", self.client_port),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        self.cgroup = Some(PathBuf::from(crate::partition::CGROUP_ROOT).join(unique));
+    }
+
+    /// The cgroup the member runs in, if it has its own.
+    pub fn cgroup(&self) -> Option<&Path> {
+        self.cgroup.as_deref()
+    }
+
     /// `--name`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The peer port.
+    pub fn peer_port(&self) -> u16 {
+        self.peer_port
     }
 
     /// The peer URL, `http(s)://127.0.0.1:<peer port>`.
@@ -343,5 +379,15 @@ async fn kv_answers_with(endpoint: &str, options: ConnectOptions) -> bool {
     match Client::connect([endpoint], Some(options)).await {
         Ok(mut client) => client.get("oxcd-harness-ready-probe", None).await.is_ok(),
         Err(_) => false,
+    }
+}
+
+impl Drop for OxcdServer {
+    fn drop(&mut self) {
+        if let Some(cgroup) = self.cgroup.take() {
+            // The process must be gone before its cgroup can be removed.
+            let _ = self.kill();
+            let _ = std::fs::remove_dir(cgroup);
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! per member) run puts, gets, deletes and compare-and-swaps on a few shared keys; afterwards
 //! porcupine finds their history linearizable, every acknowledged write is on every member, the
 //! stores hash alike, a new leader took over after each leader kill, and the minority refused
-//! linearizable requests.
+//! linearizable requests. A second test partitions (iptables on loopback, see the harness)
+//! first the leader, then a follower, from the others.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -183,4 +184,101 @@ async fn acknowledged_writes_survive_kills_restarts_and_pauses() {
             "a new leader took {took:?} (bound {bound:?})"
         );
     }
+}
+
+#[tokio::test]
+async fn a_partitioned_minority_refuses_requests_and_rejoins() {
+    let election = ELECTION_MS.to_string();
+    let cluster = OxcdCluster::start_configured(
+        3,
+        &[
+            "--heartbeat-interval",
+            "100",
+            "--election-timeout",
+            &election,
+        ],
+        oxcd_tests::OxcdServer::use_own_cgroup,
+    )
+    .await
+    .expect("cluster");
+    let load = start_load(cluster.endpoints()).await;
+    let recorder = super::history::Recorder::start(&cluster.endpoints());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    for round in 0..2 {
+        // First the leader is cut off, then a follower.
+        let leader = cluster.leader().await.expect("leader");
+        let cut = if round == 0 { leader } else { (leader + 1) % 3 };
+        let others: Vec<&oxcd_tests::OxcdServer> = (0..3)
+            .filter(|i| *i != cut)
+            .map(|i| &cluster.members()[i])
+            .collect();
+        let partition =
+            oxcd_tests::Partition::isolate(&cluster.members()[cut], &others).expect("partition");
+        // The majority goes on: a write through one of its members succeeds.
+        let majority = cluster.members()[(cut + 1) % 3]
+            .client()
+            .await
+            .expect("client");
+        let mut majority = majority;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while let Err(e) = majority.put(format!("majority/{round}"), "ok", None).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the majority never served: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The minority refuses linearizable reads and writes.
+        let mut minority = cluster.members()[cut].client().await.expect("client");
+        let read =
+            tokio::time::timeout(Duration::from_secs(15), minority.get("majority/", None)).await;
+        assert!(matches!(read, Ok(Err(_))), "minority read: {read:?}");
+        let write =
+            tokio::time::timeout(Duration::from_secs(15), minority.put("minority", "x", None))
+                .await;
+        assert!(matches!(write, Ok(Err(_))), "minority write: {write:?}");
+        partition.heal().expect("heal");
+        // It rejoins and catches up.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = minority.get(format!("majority/{round}"), None).await;
+            if got.is_ok_and(|r| r.kvs().len() == 1) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the minority never caught up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let dir = tempfile::tempdir().expect("dir");
+    recorder.finish_and_check(dir.path()).await;
+    load.stop.store(true, Ordering::Relaxed);
+    for task in load.tasks {
+        task.await.expect("writer");
+    }
+    let acked = load.acked.lock().await.clone();
+    let hashes = cluster.converged_hashes().await.expect("converge");
+    assert!(hashes.windows(2).all(|w| w[0].1 == w[1].1), "{hashes:?}");
+    let mut client = cluster.client().await.expect("client");
+    let got = client
+        .get(
+            "load/",
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        )
+        .await
+        .expect("read back");
+    let present: BTreeSet<String> = got
+        .kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+        .collect();
+    assert!(acked.is_subset(&present), "acknowledged writes lost");
+    assert!(
+        !present.contains("minority"),
+        "a write to the minority never took effect"
+    );
 }
