@@ -111,6 +111,37 @@ async fn grow_one_to_five_with_learners_then_shrink_to_three() {
             .contains("etcdserver: Peer URLs already exists"),
         "{taken}"
     );
+    // MemberUpdate changes peer URLs, refusing a URL another member uses and unknown ids.
+    let moved = "http://127.0.0.1:11".to_string();
+    client
+        .member_update(id, [moved.clone()])
+        .await
+        .expect("update the learner's peer URL");
+    let list = client.member_list().await.expect("list");
+    let learner = list
+        .members()
+        .iter()
+        .find(|m| m.id() == id)
+        .expect("listed");
+    assert_eq!(learner.peer_urls(), [moved]);
+    let clash = client
+        .member_update(id, [cluster.members()[0].peer_url()])
+        .await
+        .expect_err("a URL in use");
+    assert!(
+        clash
+            .to_string()
+            .contains("etcdserver: Peer URLs already exists"),
+        "{clash}"
+    );
+    let unknown = client
+        .member_update(0x77, ["http://127.0.0.1:12".to_string()])
+        .await
+        .expect_err("unknown member");
+    assert!(
+        unknown.to_string().contains("etcdserver: member not found"),
+        "{unknown}"
+    );
     client
         .member_remove(id)
         .await
