@@ -133,35 +133,24 @@ pub enum RestoreError {
 
 /// Checks the cluster flags: exactly this member, with the same peer URLs.
 fn check_cluster(opts: &RestoreOptions) -> Result<(), RestoreError> {
-    let bad = || RestoreError::InitialCluster {
-        value: opts.initial_cluster.clone(),
-    };
-    let mut members: Vec<(String, BTreeSet<String>)> = Vec::new();
-    for entry in opts.initial_cluster.split(',').map(str::trim) {
-        let (name, url) = entry.split_once('=').ok_or_else(bad)?;
-        if name.is_empty() || url.is_empty() {
-            return Err(bad());
+    let members = crate::bootstrap::parse_initial_cluster(&opts.initial_cluster).map_err(|_| {
+        RestoreError::InitialCluster {
+            value: opts.initial_cluster.clone(),
         }
-        match members.iter_mut().find(|(n, _)| n == name) {
-            Some((_, urls)) => {
-                urls.insert(url.to_string());
-            }
-            None => members.push((name.to_string(), BTreeSet::from([url.to_string()]))),
-        }
-    }
-    let urls = members
+    })?;
+    let urls: BTreeSet<String> = members
         .iter()
         .find(|(n, _)| *n == opts.name)
-        .map(|(_, urls)| urls)
+        .map(|(_, urls)| urls.iter().cloned().collect())
         .ok_or_else(|| RestoreError::MissingMember {
             name: opts.name.clone(),
         })?;
     let peer_urls: BTreeSet<String> = opts.peer_urls.iter().cloned().collect();
-    if *urls != peer_urls {
+    if urls != peer_urls {
         let join = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(",");
         return Err(RestoreError::PeerUrls {
             name: opts.name.clone(),
-            cluster_urls: join(urls),
+            cluster_urls: join(&urls),
             peer_urls: join(&peer_urls),
         });
     }

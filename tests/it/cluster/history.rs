@@ -4,7 +4,6 @@
 //! etcd's robustness tests use) after the run. A write whose outcome the client never learnt is
 //! recorded as such (it may or may not have happened); a failed read is dropped.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -152,7 +151,10 @@ impl Recorder {
     }
 
     /// Stops the clients and checks the history with porcupine; panics on a violation.
-    pub async fn finish_and_check(self, dir: &Path) {
+    pub async fn finish_and_check(self) {
+        let tmp = tempfile::tempdir().expect("dir");
+        let dir = tmp.path().to_path_buf();
+        let dir = dir.as_path();
         self.stop.store(true, Ordering::Relaxed);
         for task in self.tasks {
             task.await.expect("history client");
@@ -191,6 +193,10 @@ impl Recorder {
             .expect("run the checker");
         let stdout = String::from_utf8_lossy(&out.stdout);
         println!("{stdout}");
+        if !out.status.success() {
+            // Keep the history and the visualization for whoever looks at the failure.
+            let _ = tmp.keep();
+        }
         assert!(
             out.status.success(),
             "porcupine found the history not linearizable ({}): {stdout}{}",
