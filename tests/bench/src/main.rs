@@ -6,6 +6,7 @@
 
 mod loadgen;
 mod report;
+mod resources;
 mod systems;
 mod workloads;
 

@@ -3,7 +3,6 @@
 //! the resource rows (peak RSS, disk; 1 M keys, snapshot save and restore in the full profile).
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -35,12 +34,12 @@ enum Driver {
 }
 
 #[derive(Debug, Clone)]
-struct Workload {
+pub(crate) struct Workload {
     name: String,
     driver: Driver,
 }
 
-fn tool(name: &str, clients: usize, args: &[&str]) -> Workload {
+pub(crate) fn tool(name: &str, clients: usize, args: &[&str]) -> Workload {
     let mut all: Vec<String> = vec![
         "--clients".into(),
         clients.to_string(),
@@ -207,7 +206,7 @@ fn parse_tool(stdout: &str) -> Option<Sample> {
     seen.then_some(sample)
 }
 
-async fn run_once(bins: &Binaries, cluster: &Cluster, w: &Workload) -> Result<Sample> {
+pub(crate) async fn run_once(bins: &Binaries, cluster: &Cluster, w: &Workload) -> Result<Sample> {
     match &w.driver {
         Driver::Rust(spec) => loadgen::run(cluster.endpoints(), *spec).await,
         Driver::Tool(args) => {
@@ -235,97 +234,6 @@ async fn run_once(bins: &Binaries, cluster: &Cluster, w: &Workload) -> Result<Sa
 fn median(mut v: Vec<Sample>) -> Sample {
     v.sort_by(|a, b| a.qps.total_cmp(&b.qps));
     v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
-/// 1 M keys (full profile): load, then resources, snapshot save and restore times.
-async fn million_keys(
-    bins: &Binaries,
-    cluster: &Cluster,
-    report: &mut Report,
-    system: System,
-) -> Result<()> {
-    let load = tool(
-        "load 1M keys",
-        256,
-        &[
-            "put",
-            "--key-size",
-            "8",
-            "--val-size",
-            "256",
-            "--key-space-size",
-            "1000000",
-            "--sequential-keys",
-            "--total",
-            "1000000",
-        ],
-    );
-    run_once(bins, cluster, &load).await?;
-    report.resource(
-        "1M keys: peak RSS (MB)",
-        1,
-        system,
-        cluster.peak_rss() as f64 / 1e6,
-    );
-    report.resource(
-        "1M keys: data dir (MB)",
-        1,
-        system,
-        cluster.disk_usage() as f64 / 1e6,
-    );
-    let dir = tempfile::tempdir()?;
-    let file = dir.path().join("snap.db");
-    let endpoint = &cluster.endpoints()[0];
-    let started = Instant::now();
-    let save = match system {
-        System::Etcd => Command::new(&bins.etcdctl)
-            .args(["--endpoints", endpoint, "snapshot", "save"])
-            .arg(&file)
-            .output()?,
-        System::Oxcd => Command::new(&bins.oxcd)
-            .args(["snapshot", "save"])
-            .arg(&file)
-            .args(["--endpoints", endpoint])
-            .output()?,
-    };
-    if !save.status.success() {
-        bail!("snapshot save: {}", String::from_utf8_lossy(&save.stderr));
-    }
-    report.resource(
-        "1M keys: snapshot save (s)",
-        1,
-        system,
-        started.elapsed().as_secs_f64(),
-    );
-    let started = Instant::now();
-    let target = dir.path().join("restored");
-    let restore = match system {
-        System::Etcd => Command::new(&bins.etcdutl)
-            .args(["snapshot", "restore"])
-            .arg(&file)
-            .arg("--data-dir")
-            .arg(&target)
-            .output()?,
-        System::Oxcd => Command::new(&bins.oxcd)
-            .args(["snapshot", "restore"])
-            .arg(&file)
-            .arg("--data-dir")
-            .arg(&target)
-            .output()?,
-    };
-    if !restore.status.success() {
-        bail!(
-            "snapshot restore: {}",
-            String::from_utf8_lossy(&restore.stderr)
-        );
-    }
-    report.resource(
-        "1M keys: snapshot restore (s)",
-        1,
-        system,
-        started.elapsed().as_secs_f64(),
-    );
-    Ok(())
 }
 
 /// Runs the comparison and prints (and writes) the report.
@@ -390,7 +298,7 @@ pub async fn compare(opts: Options) -> Result<()> {
             for system in [System::Etcd, System::Oxcd] {
                 eprintln!("== 1 member: 1M keys on {}", system.name());
                 let cluster = Cluster::start(system, 1, &bins).await?;
-                million_keys(&bins, &cluster, &mut report, system).await?;
+                crate::resources::million_keys(&bins, &cluster, &mut report, system).await?;
             }
         }
     }
