@@ -60,8 +60,13 @@ impl Binaries {
             }
         };
         eprintln!("building oxcd (release)...");
+        // A target dir of its own: building the oxcd package alone resolves shared
+        // dependencies' features differently from building this tool, and in one target dir
+        // each build would undo the other's.
+        let target = root.join("target/bench-oxcd");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--bin", "oxcd"])
+            .args(["build", "--release", "--bin", "oxcd", "--target-dir"])
+            .arg(&target)
             .current_dir(&root)
             .status()
             .context("cargo build")?;
@@ -73,7 +78,7 @@ impl Binaries {
             etcdctl: need("etcdctl-3.6")?,
             etcdutl: need("etcdutl-3.6")?,
             benchmark: need("benchmark")?,
-            oxcd: root.join("target/release/oxcd"),
+            oxcd: target.join("release/oxcd"),
         })
     }
 }
