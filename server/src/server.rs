@@ -215,6 +215,7 @@ pub async fn run(
         max_learners: cfg.max_learners,
         election_timeout: std::time::Duration::from_millis(cfg.election_timeout),
         leadership: Default::default(),
+        reads: crate::peer::read_index::ReadIndexBatcher::start(weak.clone()),
     });
     let quorum_check = tokio::spawn(crate::api::leadership::check_quorum(member.clone()));
     let publish = tokio::spawn(crate::api::membership::publish(member.clone()));

@@ -76,6 +76,8 @@ pub struct Member {
     pub election_timeout: Duration,
     /// Check-quorum and lease-promotion state.
     pub leadership: leadership::LeaderState,
+    /// Shares ReadIndex rounds between concurrent linearizable reads.
+    pub reads: crate::peer::read_index::ReadIndexBatcher,
 }
 
 impl Member {

@@ -86,20 +86,28 @@ impl Member {
     }
 
     /// Waits until this member has applied everything committed before the call (ReadIndex,
-    /// asked of the leader when this member follows).
+    /// asked of the leader when this member follows). Concurrent callers share one ReadIndex
+    /// round (`peer::read_index`), as etcd batches its read requests.
     pub async fn linearizable(&self) -> Result<(), EtcdError> {
         // As etcd: a learner serves serializable reads only.
         if self.is_learner() {
             return Err(EtcdError::NotSupportedForLearner);
         }
         let deadline = Instant::now() + super::super::api::REQUEST_TIMEOUT;
+        let index = self.reads.read_index().await?;
+        self.wait_applied(index, deadline).await
+    }
+
+    /// One ReadIndex round: the index a read starting now must wait for, confirmed by the
+    /// leader's quorum (here or at the leader).
+    pub async fn read_index_round(&self, deadline: Instant) -> Result<u64, EtcdError> {
         loop {
             match self.route(deadline).await? {
                 Route::Local => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(left, self.raft.ensure_linearizable()).await {
+                    match tokio::time::timeout(left, self.raft.get_read_log_id()).await {
                         Err(_) => return Err(EtcdError::Timeout),
-                        Ok(Ok(_)) => return Ok(()),
+                        Ok(Ok((read, _))) => return Ok(read.map_or(0, |l| l.index)),
                         Ok(Err(RaftError::Fatal(_))) => return Err(EtcdError::Stopped),
                         // Leadership moved, or a quorum did not confirm it: ask again.
                         Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))))
@@ -110,9 +118,7 @@ impl Member {
                     let mut req = tonic::Request::new(ReadIndexRequest { header });
                     req.set_timeout(deadline.saturating_duration_since(Instant::now()));
                     match client.read_index(req).await {
-                        Ok(reply) => {
-                            return self.wait_applied(reply.into_inner().index, deadline).await;
-                        }
+                        Ok(reply) => return Ok(reply.into_inner().index),
                         Err(s) if is_not_leader(&s) || retryable(&s) => {}
                         Err(s) => return Err(from_status(&s)),
                     }

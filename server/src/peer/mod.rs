@@ -3,6 +3,7 @@
 //! leader (`forward`); the receiving side is `service`.
 
 pub mod forward;
+pub mod read_index;
 pub mod service;
 pub mod transfer;
 

@@ -143,10 +143,15 @@ impl Peer for PeerService {
             .command
             .ok_or_else(|| Status::invalid_argument("oxcd: proposal without command"))?;
         match self.member.raft.client_write(Command(command)).await {
-            Ok(resp) => Ok(Response::new(ProposeReply {
-                result: Some(resp.data.to_proto()),
-                index: resp.log_id.index,
-            })),
+            Ok(resp) => {
+                // The follower answers its client once it has applied the entry too, which
+                // needs the new commit index: send it now rather than with the next heartbeat.
+                let _ = self.member.raft.trigger().heartbeat().await;
+                Ok(Response::new(ProposeReply {
+                    result: Some(resp.data.to_proto()),
+                    index: resp.log_id.index,
+                }))
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(not_leader()),
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Err(Status::internal(format!("oxcd: {e}")))
