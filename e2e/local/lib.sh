@@ -18,6 +18,18 @@ local_die() {
     exit 1
 }
 
+# The file that marks a directory as a state dir of ours: up and down delete a directory's
+# content only when it holds this file (or, for up, when it is empty), never a user's directory
+# passed by mistake.
+STATE_MARKER=.oxcd-local-state
+
+# check_state_dir DIR: fails unless DIR is empty or marked as ours.
+check_state_dir() {
+    local dir="$1"
+    [[ -f $dir/$STATE_MARKER || -z "$(ls -A "$dir")" ]] ||
+        local_die "$dir is neither empty nor a state dir of e2e/local/up (no $STATE_MARKER): not touching it"
+}
+
 # default_state_dir: where a control plane lives when no --state-dir is given.
 default_state_dir() {
     printf '%s/local/default\n' "${OXCD_CACHE:-$HOME/.cache/oxcd}"
