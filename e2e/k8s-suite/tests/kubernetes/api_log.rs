@@ -1,0 +1,47 @@
+//! The kube-apiserver log after the whole suite: no watch-cache inconsistency and no storage
+//! errors. The watch cache compares itself with the storage every 5 minutes (and only logs the
+//! outcome), so `consistent_reads` also compares the two directly.
+
+use anyhow::{Result, ensure};
+use oxcd_k8s_suite::ControlPlane;
+
+/// Lines that must never appear: the cache consistency checker's verdicts, errors the storage
+/// returned (etcd client error strings), and the apiserver's storage-layer complaints.
+const FORBIDDEN: &[&str] = &[
+    "Cache consistency check failed",
+    "Cache consistency check error",
+    "etcdserver:",
+    "mvcc: ",
+    "rpc error: code =",
+    "watch chan error",
+    "Failed to get current RV",
+    "storage is (re)initializing",
+    "Timeout: Too large resource version",
+    "apiserver was unable to write a JSON response",
+];
+
+/// Lines the suite causes on purpose: its own compaction makes a watch and a list at a
+/// compacted revision fail with 410 Gone.
+const EXPECTED: &[&str] = &["required revision has been compacted"];
+
+pub async fn run(cp: &ControlPlane) -> Result<()> {
+    let log = cp.apiserver_log()?;
+    // The watch check's compaction shows in this log: proof that it is the right log, read whole.
+    ensure!(
+        EXPECTED.iter().all(|e| log.contains(e)),
+        "the kube-apiserver log lacks the compaction error the watch check provokes"
+    );
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| FORBIDDEN.iter().any(|f| l.contains(f)))
+        .filter(|l| !EXPECTED.iter().any(|e| l.contains(e)))
+        .take(20)
+        .collect();
+    ensure!(
+        bad.is_empty(),
+        "kube-apiserver log on {} has storage errors:\n{}",
+        cp.storage().name(),
+        bad.join("\n")
+    );
+    Ok(())
+}

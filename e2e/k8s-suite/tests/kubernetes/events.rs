@@ -1,0 +1,80 @@
+//! Events expire through storage leases: kube-apiserver writes each Event with a lease of
+//! --event-ttl (the suite's EVENT_TTL_SECS), and the storage deletes the key when the lease
+//! runs out, without any client asking.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use k8s_openapi::api::core::v1::{Event, ObjectReference};
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+use oxcd_k8s_suite::{ControlPlane, eventually};
+
+use crate::EVENT_TTL_SECS;
+use crate::common::new_namespace;
+
+pub async fn run(cp: &ControlPlane) -> Result<()> {
+    let client = cp.client();
+    let ns = new_namespace(&client, "events").await?;
+    let events: Api<Event> = Api::namespaced(client, &ns);
+    let event = Event {
+        metadata: ObjectMeta {
+            name: Some("probe.1".into()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            kind: Some("ConfigMap".into()),
+            namespace: Some(ns.clone()),
+            name: Some("probe".into()),
+            api_version: Some("v1".into()),
+            ..Default::default()
+        },
+        reason: Some("Probe".into()),
+        message: Some("written by the oxcd Kubernetes suite".into()),
+        type_: Some("Normal".into()),
+        ..Default::default()
+    };
+    events.create(&PostParams::default(), &event).await?;
+    ensure!(
+        events.get_opt("probe.1").await?.is_some(),
+        "event not readable"
+    );
+
+    // In the storage: the key carries a lease whose TTL is about the event TTL.
+    let key = format!("/registry/events/{ns}/probe.1");
+    let fields = cp.storagectl(&["get", &key, "-w", "fields"]).await?;
+    let lease: i64 = fields
+        .lines()
+        .find_map(|l| l.strip_prefix("\"Lease\" : "))
+        .context("etcdctl get printed no Lease field")?
+        .trim()
+        .parse()?;
+    ensure!(lease != 0, "the event's key has no lease");
+    let ttl = cp
+        .storagectl(&["lease", "timetolive", &format!("{lease:x}")])
+        .await?;
+    let granted: u64 = ttl
+        .split("granted with TTL(")
+        .nth(1)
+        .and_then(|s| s.split('s').next())
+        .context("no granted TTL in etcdctl lease timetolive")?
+        .parse()?;
+    ensure!(
+        (EVENT_TTL_SECS..=EVENT_TTL_SECS + 60).contains(&granted),
+        "event lease granted with TTL {granted} s for --event-ttl={EVENT_TTL_SECS}s: {ttl}"
+    );
+
+    let limit = Duration::from_secs(EVENT_TTL_SECS + 60);
+    eventually(limit, "event expired", || async {
+        Ok(events.get_opt("probe.1").await?.is_none().then_some(()))
+    })
+    .await?;
+    let left = cp
+        .storagectl(&["get", &key, "--count-only", "-w", "fields"])
+        .await?;
+    ensure!(
+        left.lines().any(|l| l.trim() == "\"Count\" : 0"),
+        "the expired event's key is still in the storage: {left}"
+    );
+    Ok(())
+}
