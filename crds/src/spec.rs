@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::StoreClusterStatus;
 
 /// A cluster of oxcd members (an etcd-compatible store) run by the oxcd operator.
+// clippy reads the repeated `type_ = "string"` of the printer columns as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "oxcd.io",
