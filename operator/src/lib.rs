@@ -3,5 +3,7 @@
 //! through the etcd API.
 
 pub mod build;
+pub mod members;
 pub mod names;
+pub mod plan;
 pub mod validate;
