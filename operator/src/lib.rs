@@ -6,4 +6,5 @@ pub mod build;
 pub mod members;
 pub mod names;
 pub mod plan;
+pub mod status;
 pub mod validate;
