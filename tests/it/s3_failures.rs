@@ -301,3 +301,74 @@ async fn s3_gone_midway_leaves_no_object() {
         stderr(&latest)
     );
 }
+
+#[tokio::test]
+async fn an_mtls_member_is_reached_with_etcdctls_client_flags_after_a_dead_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = oxcd_tests::pki::Ca::new(dir.path(), "ca").expect("ca");
+    let server_cert = ca.member("member").expect("member cert");
+    let client_cert = ca.client("client").expect("client cert");
+    let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let flags = [
+        "--cert-file".to_string(),
+        s(&server_cert.cert),
+        "--key-file".into(),
+        s(&server_cert.key),
+        "--trusted-ca-file".into(),
+        s(&ca.cert),
+        "--client-cert-auth".into(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut member = OxcdServer::prepare(&flags).expect("prepare");
+    let tls = oxcd_tests::ClientTls::from_files(&ca.cert, Some(&client_cert)).expect("tls");
+    member.use_tls(Some(tls), false);
+    member.restart().await.expect("start mTLS member");
+    member
+        .client()
+        .await
+        .expect("client")
+        .put("k", "v", None)
+        .await
+        .expect("put");
+    let moto = MotoServer::start().await.expect("moto");
+    moto.create_bucket("mtls").await.expect("bucket");
+    let s3 = moto.oxcd_args("mtls", "m");
+    let dead = format!("127.0.0.1:{}", free_port().expect("port"));
+    let endpoints = format!("{dead},{}", member.endpoint());
+    let (ca_file, cert, key) = (s(&ca.cert), s(&client_cert.cert), s(&client_cert.key));
+    let base = ["upload", "--endpoints", &endpoints, "--cacert", &ca_file];
+
+    let no_cert = snapshot_cmd(&with(&base, &s3)).await;
+    assert!(
+        !no_cert.status.success(),
+        "a member requiring client certificates refuses"
+    );
+    assert!(
+        stderr(&no_cert).contains(member.endpoint()),
+        "{}",
+        stderr(&no_cert)
+    );
+    let mut args = with(&base, &s3);
+    args.extend(with(&["--cert", &cert, "--key", &key], &[]));
+    let up = ok_json(&snapshot_cmd(&args).await);
+    assert_eq!(up["member"].as_str(), Some(member.endpoint()));
+    assert_eq!(up["revision"], 2);
+}
+
+#[tokio::test]
+async fn restore_from_s3_refuses_a_data_dir_in_use_before_downloading() {
+    let (moto, member) = s3_and_member("in-use").await;
+    let s3 = moto.oxcd_args("in-use", "u");
+    ok_json(&upload(&member, &s3, &[]).await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("precious"), "data").expect("write");
+    let data_dir = dir.path().to_string_lossy().into_owned();
+    let out = snapshot_cmd(&with(
+        &["restore", "--s3-latest", "--data-dir", &data_dir],
+        &s3,
+    ))
+    .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+    assert_eq!(files(dir.path()), vec!["precious".to_string()]);
+}

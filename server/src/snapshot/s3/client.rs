@@ -30,7 +30,7 @@ pub struct S3Args {
     /// S3 endpoint URL for S3-compatible servers (default: AWS).
     #[arg(long = "s3-endpoint", env = "OXCD_S3_ENDPOINT")]
     pub endpoint: Option<String>,
-    /// Region (default: the standard chain's, else us-east-1).
+    /// Region (default: the standard chain's; us-east-1 with --s3-endpoint or when none is found).
     #[arg(long = "s3-region", env = "OXCD_S3_REGION")]
     pub region: Option<String>,
     /// Path-style addressing (`endpoint/bucket/key`), as most S3-compatible servers need.
@@ -254,8 +254,16 @@ impl S3Args {
             .http_client(http)
             .retry_config(retry)
             .timeout_config(timeouts);
-        if let Some(region) = &self.region {
-            loader = loader.region(Region::new(region.clone()));
+        // With a custom endpoint and no region, skip the chain's lookup (which may probe the
+        // EC2 metadata service): S3-compatible servers take any region.
+        let region = self.region.clone().or_else(|| {
+            let from_env = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some());
+            (self.endpoint.is_some() && !from_env).then(|| DEFAULT_REGION.to_string())
+        });
+        if let Some(region) = region {
+            loader = loader.region(Region::new(region));
         }
         if let Some(dir) = &self.credentials_dir {
             let id = read_trimmed(&dir.join("AWS_ACCESS_KEY_ID"))?;

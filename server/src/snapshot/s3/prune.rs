@@ -1,11 +1,15 @@
 //! `oxcd snapshot prune`: retention of the snapshot objects under a prefix. Keeps at most
 //! `--max-count` of them and none older than `--max-age`, deleting the oldest first, and never
-//! deletes the newest snapshot whatever the limits say.
+//! deletes the newest snapshot whatever the limits say. It also removes staging objects that an
+//! upload could not clean up (under `<prefix>/.incoming/`, older than a day).
 
 use std::time::{Duration, SystemTime};
 
 use super::client::S3Target;
-use super::objects::{ObjectsError, SnapshotObject, list_snapshots};
+use super::objects::{INCOMING, ObjectsError, SnapshotObject, join, list_snapshots};
+
+/// Staging objects older than this are leftovers of failed uploads (none runs this long).
+const STALE_INCOMING: Duration = Duration::from_secs(86_400);
 
 /// The retention limits.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +27,8 @@ pub struct Pruned {
     pub deleted: Vec<String>,
     /// Keys kept, oldest first.
     pub kept: Vec<String>,
+    /// Leftover staging objects deleted.
+    pub deleted_incoming: Vec<String>,
     /// True when nothing was actually deleted (`--dry-run`).
     pub dry_run: bool,
 }
@@ -134,28 +140,74 @@ pub async fn prune(
     let mut deleted = Vec::new();
     for s in delete {
         if !dry_run {
-            target
-                .client
-                .delete_object()
-                .bucket(&target.bucket)
-                .key(&s.key)
-                .send()
-                .await
-                .map_err(|e| PruneError::Delete {
-                    bucket: target.bucket.clone(),
-                    key: s.key.clone(),
-                    endpoint: target.endpoint.clone(),
-                    attempts: target.max_attempts,
-                    source: Box::new(e),
-                })?;
+            delete_key(target, &s.key).await?;
         }
         deleted.push(s.key);
+    }
+    let mut deleted_incoming = Vec::new();
+    for key in stale_incoming(target).await? {
+        if !dry_run {
+            delete_key(target, &key).await?;
+        }
+        deleted_incoming.push(key);
     }
     Ok(Pruned {
         deleted,
         kept: keep.into_iter().map(|s| s.key).collect(),
+        deleted_incoming,
         dry_run,
     })
+}
+
+async fn delete_key(target: &S3Target, key: &str) -> Result<(), PruneError> {
+    target
+        .client
+        .delete_object()
+        .bucket(&target.bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| PruneError::Delete {
+            bucket: target.bucket.clone(),
+            key: key.to_string(),
+            endpoint: target.endpoint.clone(),
+            attempts: target.max_attempts,
+            source: Box::new(e),
+        })?;
+    Ok(())
+}
+
+/// Staging objects last modified more than [`STALE_INCOMING`] ago.
+async fn stale_incoming(target: &S3Target) -> Result<Vec<String>, PruneError> {
+    let prefix = format!("{}/", join(&target.prefix, INCOMING));
+    let cutoff = SystemTime::now() - STALE_INCOMING;
+    let mut stale = Vec::new();
+    let mut pages = target
+        .client
+        .list_objects_v2()
+        .bucket(&target.bucket)
+        .prefix(&prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| ObjectsError::List {
+            bucket: target.bucket.clone(),
+            prefix: prefix.clone(),
+            endpoint: target.endpoint.clone(),
+            attempts: target.max_attempts,
+            source: Box::new(e),
+        })?;
+        for object in page.contents() {
+            let old = object
+                .last_modified()
+                .and_then(|t| SystemTime::try_from(*t).ok())
+                .is_some_and(|t| t < cutoff);
+            if let (true, Some(key)) = (old, object.key()) {
+                stale.push(key.to_string());
+            }
+        }
+    }
+    Ok(stale)
 }
 
 #[cfg(test)]
