@@ -16,6 +16,8 @@ mod lease_diff;
 mod log_compaction;
 mod maintenance_diff;
 mod quota;
+mod s3_failures;
+mod s3_snapshots;
 mod snapshot;
 mod tls;
 mod watch_diff;

@@ -15,6 +15,7 @@ mod partition;
 mod paths;
 pub mod pki;
 mod process;
+pub mod s3;
 
 pub use cluster::{CONVERGE_TIMEOUT, OxcdCluster};
 pub use error::{HarnessError, Result};

@@ -1,5 +1,6 @@
 //! `oxcd snapshot save|restore|status`: etcdctl's `snapshot save` and etcdutl's `snapshot
-//! restore` and `snapshot status`, with their flags, output and exit codes, for oxcd snapshots.
+//! restore` and `snapshot status`, with their flags, output and exit codes, for oxcd snapshots;
+//! and the S3 subcommands `upload|download|prune` (their flags live in [`super::s3::cli`]).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -11,14 +12,18 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use super::format::{SnapshotError, verify_trailer};
-use super::restore::{RestoreOptions, restore};
+use super::s3::cli::{
+    DownloadArgs, ObjectArgs, PruneArgs, UploadArgs, json_result, run_download, run_prune,
+    run_restore, run_upload, runtime,
+};
+use super::s3::client::S3Args;
 use super::status::{OutputFormat, render, status};
 use crate::error::chain;
 use crate::proto::etcdserverpb::SnapshotRequest;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 
 /// etcd's exit codes (cobrautl): a general error, an unsupported output format, a failed save.
-const EXIT_ERROR: u8 = 1;
+pub(crate) const EXIT_ERROR: u8 = 1;
 const EXIT_BAD_FEATURE: u8 = 4;
 const EXIT_INTERRUPTED: u8 = 5;
 
@@ -49,6 +54,12 @@ pub enum SnapshotCommand {
     Restore(RestoreArgs),
     /// Prints a snapshot's hash, revision, total keys, total size and version.
     Status(StatusArgs),
+    /// Streams a member's snapshot into S3 (multipart, verified, never partially visible).
+    Upload(UploadArgs),
+    /// Fetches a snapshot from S3, verifying size and sha256 before the file appears.
+    Download(DownloadArgs),
+    /// Deletes old snapshots in S3 (oldest first, never the newest).
+    Prune(PruneArgs),
 }
 
 /// Flags of `oxcd snapshot save`.
@@ -67,8 +78,18 @@ pub struct SaveArgs {
 /// Flags of `oxcd snapshot restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The snapshot file.
-    pub filename: PathBuf,
+    /// The snapshot file (or restore from S3 with --s3-key / --s3-latest).
+    pub filename: Option<PathBuf>,
+    /// The S3 object to restore from, instead of a file.
+    #[command(flatten)]
+    pub object: ObjectArgs,
+    /// Where the S3 object is.
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Directory for the verified download when restoring from S3 (default: the system's
+    /// temporary directory).
+    #[arg(long = "s3-download-dir", env = "OXCD_S3_DOWNLOAD_DIR")]
+    pub download_dir: Option<PathBuf>,
     /// The data dir to create (default: `<name>.oxcd`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -149,7 +170,7 @@ pub enum SaveError {
 }
 
 /// Parses `500ms`, `2s`, `1m` (or bare seconds).
-fn parse_timeout(value: &str) -> Option<Duration> {
+pub(crate) fn parse_timeout(value: &str) -> Option<Duration> {
     let (number, scale) = if let Some(n) = value.strip_suffix("ms") {
         (n, 0.001)
     } else if let Some(n) = value.strip_suffix('s') {
@@ -244,7 +265,7 @@ async fn receive(
     Ok(version.unwrap_or_default())
 }
 
-fn fail(code: u8, e: &dyn std::error::Error) -> ExitCode {
+pub(crate) fn fail(code: u8, e: &dyn std::error::Error) -> ExitCode {
     eprintln!("Error: {}", chain(e));
     ExitCode::from(code)
 }
@@ -254,10 +275,7 @@ pub fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
     let cli = SnapshotCli::parse_from(args);
     match cli.command {
         SnapshotCommand::Save(args) => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(rt) => rt,
                 Err(e) => return fail(EXIT_ERROR, &e),
             };
@@ -272,36 +290,18 @@ pub fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
                 Err(e) => fail(EXIT_INTERRUPTED, &e),
             }
         }
-        SnapshotCommand::Restore(args) => {
-            let opts = RestoreOptions {
-                snapshot: args.filename.clone(),
-                data_dir: args
-                    .data_dir
-                    .unwrap_or_else(|| PathBuf::from(format!("{}.oxcd", args.name))),
-                initial_cluster: args
-                    .initial_cluster
-                    .unwrap_or_else(|| format!("{}=http://localhost:2380", args.name)),
-                name: args.name,
-                initial_cluster_token: args.initial_cluster_token,
-                peer_urls: args.initial_advertise_peer_urls,
-                bump_revision: args.bump_revision,
-                mark_compacted: args.mark_compacted,
-            };
-            match restore(&opts) {
-                Ok(r) => {
-                    eprintln!(
-                        "restored snapshot {} into {}: revision {}, compact revision {}, {} records, member {:x}",
-                        opts.snapshot.display(),
-                        opts.data_dir.display(),
-                        r.revision,
-                        r.compact_revision,
-                        r.records,
-                        r.member_id
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(EXIT_ERROR, &e),
-            }
+        SnapshotCommand::Restore(args) => run_restore(args),
+        SnapshotCommand::Upload(args) => {
+            let file = args.result_file.clone();
+            json_result(file.as_deref(), |rt| rt.block_on(run_upload(&args)))
+        }
+        SnapshotCommand::Download(args) => {
+            let file = args.result_file.clone();
+            json_result(file.as_deref(), |rt| rt.block_on(run_download(&args)))
+        }
+        SnapshotCommand::Prune(args) => {
+            let file = args.result_file.clone();
+            json_result(file.as_deref(), |rt| rt.block_on(run_prune(&args)))
         }
         SnapshotCommand::Status(args) => match status(&args.filename) {
             Err(e) => fail(EXIT_ERROR, &e),

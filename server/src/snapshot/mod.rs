@@ -1,5 +1,6 @@
-//! Snapshots of a member's store: the file format, the Snapshot RPC's streaming, and the
-//! `oxcd snapshot save|restore|status` commands.
+//! Snapshots of a member's store: the file format, the Snapshot RPC's streaming, the
+//! `oxcd snapshot save|restore|status` commands, and snapshots in S3 ([`s3`]:
+//! `upload|download|prune`, restore from S3).
 //!
 //! A snapshot is a point-in-time copy of the MVCC keyspace (revision records, leases, alarms and
 //! the revision and compaction markers) without Raft's own records, so it can seed a new
@@ -9,7 +10,9 @@
 pub mod cli;
 pub mod export;
 pub mod format;
+pub mod member;
 pub mod restore;
+pub mod s3;
 pub mod status;
 
 #[cfg(test)]

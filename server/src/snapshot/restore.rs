@@ -177,6 +177,17 @@ fn check_target(dir: &Path) -> Result<bool, RestoreError> {
     }
 }
 
+/// The checks [`restore`] makes before reading the snapshot (flags, and a data dir that is
+/// absent or empty), for callers that must fetch the snapshot first.
+pub fn precheck(opts: &RestoreOptions) -> Result<(), RestoreError> {
+    if (opts.bump_revision == 0) == opts.mark_compacted {
+        return Err(RestoreError::BumpFlags);
+    }
+    check_cluster(opts)?;
+    check_target(&opts.data_dir)?;
+    Ok(())
+}
+
 /// Restores `opts.snapshot` into a new data dir; see the module docs.
 pub fn restore(opts: &RestoreOptions) -> Result<Restored, RestoreError> {
     if (opts.bump_revision == 0) == opts.mark_compacted {
