@@ -14,3 +14,6 @@ pub use status::*;
 
 /// API group of every oxcd custom resource.
 pub const GROUP: &str = "oxcd.io";
+
+/// API version of the StoreCluster kind.
+pub const VERSION: &str = "v1alpha1";
