@@ -13,11 +13,13 @@ use kube::Api;
 use kube::api::PostParams;
 use oxcd_k8s_suite::{ControlPlane, workspace_root};
 
-/// What every check needs: a client and the kubeconfig for helm and kubectl.
+/// What every check needs: a client, and helm and kubectl aimed at the control plane.
 pub(crate) struct Cx {
     pub(crate) client: kube::Client,
-    kubeconfig: String,
+    kubeconfig: PathBuf,
     bin_dir: PathBuf,
+    /// helm's cache, config and data, inside the control plane's state dir (removed with it).
+    helm_home: PathBuf,
 }
 
 impl Cx {
@@ -34,10 +36,16 @@ impl Cx {
                 bin_dir.display()
             );
         }
+        let kubeconfig = PathBuf::from(plane.fact("KUBECONFIG")?);
+        let helm_home = kubeconfig
+            .parent()
+            .context("the kubeconfig has no parent dir")?
+            .join("helm");
         Ok(Self {
             client: plane.client(),
-            kubeconfig: plane.fact("KUBECONFIG")?.to_owned(),
+            kubeconfig,
             bin_dir,
+            helm_home,
         })
     }
 
@@ -54,14 +62,9 @@ impl Cx {
             .current_dir(workspace_root())
             .env("KUBECONFIG", &self.kubeconfig)
             // helm keeps its own state out of the user's home.
-            .env(
-                "HELM_CACHE_HOME",
-                std::env::temp_dir().join("oxcd-install-test-helm"),
-            )
-            .env(
-                "HELM_CONFIG_HOME",
-                std::env::temp_dir().join("oxcd-install-test-helm"),
-            )
+            .env("HELM_CACHE_HOME", self.helm_home.join("cache"))
+            .env("HELM_CONFIG_HOME", self.helm_home.join("config"))
+            .env("HELM_DATA_HOME", self.helm_home.join("data"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
