@@ -21,7 +21,10 @@ use crate::StoreClusterStatus;
     kind = "StoreCluster",
     plural = "storeclusters",
     doc = "A cluster of oxcd members (an etcd-compatible store) run by the oxcd operator",
-    shortname = "sc",
+    // Not `sc`: that is StorageClass's short name, and kubectl resolves built-in short names
+    // first (`kubectl get sc` lists StorageClasses, with a warning).
+    shortname = "oxsc",
+    category = "oxcd",
     namespaced,
     status = "StoreClusterStatus",
     derive = "PartialEq",
