@@ -8,3 +8,5 @@ pub mod names;
 pub mod plan;
 pub mod status;
 pub mod validate;
+pub mod certs;
+pub mod leader;
