@@ -3,10 +3,26 @@
 //! through the etcd API.
 
 pub mod build;
+pub mod certs;
+pub mod controller;
+pub mod http;
+pub mod leader;
 pub mod members;
+pub mod metrics;
 pub mod names;
 pub mod plan;
+pub mod reconcile;
 pub mod status;
 pub mod validate;
-pub mod certs;
-pub mod leader;
+
+/// An error and its sources, joined with ": " (our error messages never repeat their source).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -243,11 +243,16 @@ pub fn build_status(
             format!("not answering: {}", unhealthy.join(", ")),
         );
     } else {
+        let message = if outcome.membership.is_some() {
+            "every member answers"
+        } else {
+            "the members are starting"
+        };
         set(
             condition::DEGRADED,
             false,
             reason::AS_EXPECTED,
-            "every member answers".to_owned(),
+            message.to_owned(),
         );
     }
 

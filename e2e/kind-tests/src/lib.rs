@@ -7,11 +7,13 @@ pub mod cluster;
 pub mod exec;
 pub mod manifest;
 pub mod namespace;
+pub mod operator;
+pub mod port_forward;
 pub mod s3;
 pub mod wait;
 
 pub use cluster::{BUSYBOX_IMAGE_ENV, busybox_image, kind_client};
 pub use exec::{ExecOutput, exec};
-pub use manifest::{apply_manifest, pinned_version};
+pub use manifest::{apply_manifest, pinned_version, repo_root};
 pub use namespace::with_temp_ns;
 pub use wait::{await_condition, deployment_available, pod_running};

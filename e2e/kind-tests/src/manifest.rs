@@ -54,7 +54,8 @@ pub fn pinned_version(key: &str) -> anyhow::Result<String> {
         .with_context(|| format!("no {key}= in {}", file.display()))
 }
 
-fn repo_root() -> &'static Path {
+/// The repository root (two levels above this crate).
+pub fn repo_root() -> &'static Path {
     // This crate is <repo>/e2e/kind-tests.
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }

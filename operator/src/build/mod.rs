@@ -8,6 +8,7 @@ mod network_policy;
 mod pdb;
 mod services;
 mod statefulset;
+pub mod tls;
 
 pub use account::build_service_account;
 pub use bootstrap::{Bootstrap, ClusterState, build_bootstrap_config};

@@ -1,0 +1,60 @@
+//! `kubectl port-forward` to one pod, on a free loopback port, stopped when dropped. Traffic
+//! enters the pod's own network namespace, so it reaches members whatever their NetworkPolicy
+//! says: tests use it for data, and in-cluster pods for policy.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running port-forward.
+pub struct PortForward {
+    _kubectl: Child,
+    /// The local port.
+    pub port: u16,
+}
+
+impl PortForward {
+    /// Forwards a free local port to `port` of `pod` in `namespace`.
+    pub async fn start(namespace: &str, pod: &str, port: u16) -> anyhow::Result<Self> {
+        let mut kubectl = Command::new("kubectl")
+            .args([
+                "port-forward",
+                "--namespace",
+                namespace,
+                "--address",
+                "127.0.0.1",
+            ])
+            .arg(format!("pod/{pod}"))
+            .arg(format!(":{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("failed to start kubectl port-forward")?;
+        let stdout = kubectl.stdout.take().context("kubectl has no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        // "Forwarding from 127.0.0.1:40123 -> 2379"
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .with_context(|| format!("kubectl port-forward to {pod} printed nothing in 30 s"))??
+            .with_context(|| format!("kubectl port-forward to {pod} ended"))?;
+        let local = line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|address| address.rsplit(':').next())
+            .and_then(|port| port.parse().ok());
+        let Some(local) = local else {
+            bail!("unexpected kubectl port-forward output: {line}");
+        };
+        // Keep draining stdout so kubectl never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            _kubectl: kubectl,
+            port: local,
+        })
+    }
+}

@@ -1,0 +1,339 @@
+//! The operator on kind with real oxcd pods: a StoreCluster of 3 becomes Available as one
+//! cluster; data written survives deleting a pod; only a pod labelled like kube-apiserver
+//! reaches the client port, and only with the generated client certificate; 3→5→3 adds learners,
+//! promotes them and removes members in that order while a client keeps writing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, ensure};
+use etcd_client::GetOptions;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::{Api, Client};
+use oxcd_kind_tests::operator::{
+    MemberClient, install_operator, operator_logs, uninstall_operator,
+};
+use oxcd_kind_tests::{
+    await_condition, busybox_image, exec, kind_client, pod_running, with_temp_ns,
+};
+use serde_json::json;
+
+/// Bound of every wait for the cluster to reach a state.
+const WAIT: Duration = Duration::from_secs(240);
+const CLUSTER: &str = "store";
+const CLIENT_SECRET: &str = "store-client-tls";
+
+fn store_clusters(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("oxcd.io", "v1alpha1", "StoreCluster");
+    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk))
+}
+
+fn is_ready(sc: &DynamicObject, voters: usize) -> bool {
+    let Some(status) = sc.data.get("status") else {
+        return false;
+    };
+    let condition = |type_: &str| {
+        status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == type_)
+            .map(|c| c["status"].as_str() == Some("True"))
+    };
+    let members = status["members"].as_array().map_or(0, Vec::len);
+    status["ready"] == format!("{voters}/{voters}").as_str()
+        && members == voters
+        && condition("Available") == Some(true)
+        && condition("Progressing") == Some(false)
+}
+
+/// Waits until the StoreCluster is Available with `voters` healthy voters and no change under way.
+async fn await_ready(client: &Client, ns: &str, voters: usize) -> anyhow::Result<DynamicObject> {
+    let api = store_clusters(client, ns);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let sc = api.get_opt(CLUSTER).await?;
+        if let Some(sc) = sc.as_ref().filter(|sc| is_ready(sc, voters)) {
+            return Ok(sc.clone());
+        }
+        if tokio::time::Instant::now() > deadline {
+            let status = sc.map(|sc| sc.data["status"].to_string());
+            bail!(
+                "StoreCluster {CLUSTER} not Available with {voters} ready voters after {WAIT:?}\nstatus: {status:?}\noperator:\n{}",
+                operator_logs().await
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn store_cluster_forms_survives_pod_loss_enforces_policy_and_scales() -> anyhow::Result<()> {
+    let Some(client) = kind_client().await? else {
+        return Ok(());
+    };
+    install_operator(&client).await?;
+    let outcome = with_temp_ns(&client, "operator", |client, ns| async move {
+        scenario(&client, &ns).await
+    })
+    .await;
+    let removed = uninstall_operator().await;
+    outcome.and(removed)
+}
+
+async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
+    let clusters = store_clusters(client, ns);
+    let manifest: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "oxcd.io/v1alpha1",
+        "kind": "StoreCluster",
+        "metadata": {"name": CLUSTER},
+        "spec": {
+            "replicas": 3,
+            "version": "0.1.0",
+            "storage": {"size": "256Mi"},
+            // kube-apiserver-shaped clients of this namespace (the default is kube-system's).
+            "networkPolicy": {"apiServer": {"podSelector": {"matchLabels": {"component": "kube-apiserver"}}}},
+        },
+    }))?;
+    clusters.create(&PostParams::default(), &manifest).await?;
+    let formed = await_ready(client, ns, 3).await?;
+    let leader = formed.data["status"]["leader"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    ensure!(
+        leader.starts_with("store-"),
+        "no leader in {}",
+        formed.data["status"]
+    );
+
+    // Data written through a member survives deleting another member's pod.
+    let mut first = MemberClient::connect(client, ns, "store-0", CLIENT_SECRET).await?;
+    for i in 0..100 {
+        first
+            .etcd
+            .put(format!("/registry/e2e/{i:03}"), format!("value-{i}"), None)
+            .await?;
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let uid = pods.get("store-1").await?.metadata.uid;
+    pods.delete("store-1", &DeleteParams::default()).await?;
+    await_condition(
+        &pods,
+        "store-1",
+        "recreated and ready",
+        WAIT,
+        move |pod: Option<&Pod>| pod.is_some_and(|p| p.metadata.uid != uid) && pod_running(pod),
+    )
+    .await?;
+    await_ready(client, ns, 3).await?;
+    let mut second = MemberClient::connect(client, ns, "store-1", CLIENT_SECRET).await?;
+    let read = second
+        .etcd
+        .get(
+            "/registry/e2e/",
+            Some(GetOptions::new().with_prefix().with_serializable()),
+        )
+        .await?;
+    ensure!(
+        read.kvs().len() == 100,
+        "store-1 has {} of 100 keys after its pod was replaced",
+        read.kvs().len()
+    );
+
+    // mTLS: the generated client certificate is required.
+    let mut anonymous =
+        MemberClient::connect_without_certificate(client, ns, "store-0", CLIENT_SECRET).await;
+    let refused = match anonymous.as_mut() {
+        Ok(member) => member.etcd.get("/registry/e2e/000", None).await.is_err(),
+        Err(_) => true,
+    };
+    ensure!(refused, "a client without a certificate was served");
+
+    // NetworkPolicy: a kube-apiserver-labelled pod reaches 2379, another pod does not.
+    check_policy(client, ns).await?;
+
+    // 3 → 5 → 3 under continuous writes.
+    let failures = Arc::new(AtomicU64::new(0));
+    let written = Arc::new(AtomicU64::new(0));
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let writer = {
+        let (failures, written) = (failures.clone(), written.clone());
+        let mut etcd = first.etcd.clone();
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !*stopped.borrow_and_update() {
+                // A write may meet a leader change: retry a few times, as clients do.
+                let mut ok = false;
+                for _ in 0..5 {
+                    if etcd
+                        .put(format!("/registry/scale/{i:06}"), "x", None)
+                        .await
+                        .is_ok()
+                    {
+                        ok = true;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                if ok {
+                    written.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let scale = |replicas: i32| json!({"spec": {"replicas": replicas}});
+    clusters
+        .patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&scale(5)))
+        .await?;
+    await_ready(client, ns, 5).await?;
+    clusters
+        .patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&scale(3)))
+        .await?;
+    await_ready(client, ns, 3).await?;
+    let _ = stop.send(true);
+    writer.await?;
+    let (written, failures) = (
+        written.load(Ordering::Relaxed),
+        failures.load(Ordering::Relaxed),
+    );
+    println!("writes during scaling: {written} acknowledged, {failures} failed after retries");
+    ensure!(
+        failures == 0,
+        "{failures} writes failed beyond leader-change retries"
+    );
+    ensure!(written > 0, "no write happened while scaling");
+    let after = first
+        .etcd
+        .get(
+            "/registry/scale/",
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await?;
+    ensure!(
+        after.count() == i64::try_from(written)?,
+        "{} keys stored, {written} acknowledged",
+        after.count()
+    );
+
+    // The membership changed in the right order, one change at a time.
+    let changes = membership_events(client, ns).await?;
+    let expected = [
+        "added store-3 as learner",
+        "promoted learner",
+        "added store-4 as learner",
+        "promoted learner",
+        "removed member store-4",
+        "removed member store-3",
+    ];
+    let mut remaining = expected.iter().peekable();
+    for note in &changes {
+        if remaining
+            .peek()
+            .is_some_and(|want| note.starts_with(**want))
+        {
+            remaining.next();
+        }
+    }
+    ensure!(
+        remaining.peek().is_none(),
+        "membership changes out of order: {changes:#?}"
+    );
+
+    // Removed members' pods and volumes are gone.
+    for gone in ["store-3", "store-4"] {
+        ensure!(
+            pods.get_opt(gone).await?.is_none(),
+            "pod {gone} still exists"
+        );
+    }
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let left = claims.list(&ListParams::default()).await?;
+    let names: Vec<String> = left
+        .items
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    ensure!(
+        !names
+            .iter()
+            .any(|n| n.ends_with("store-3") || n.ends_with("store-4")),
+        "scaled-in members kept their volumes: {names:?}"
+    );
+    Ok(())
+}
+
+async fn membership_events(client: &Client, ns: &str) -> anyhow::Result<Vec<String>> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let mut list: Vec<Event> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("MembershipChanged"))
+        .collect();
+    list.sort_by_key(|e| {
+        e.event_time
+            .clone()
+            .map(|t| t.0)
+            .or(e.first_timestamp.clone().map(|t| t.0))
+    });
+    Ok(list.into_iter().filter_map(|e| e.message).collect())
+}
+
+async fn check_policy(client: &Client, ns: &str) -> anyhow::Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    for (name, labels) in [
+        ("apiserver", json!({"component": "kube-apiserver"})),
+        ("intruder", json!({})),
+    ] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [{"name": "main", "image": busybox_image(), "command": ["sleep", "3600"]}]},
+        }))?;
+        pods.create(&PostParams::default(), &pod).await?;
+        await_condition(&pods, name, "running", WAIT, pod_running).await?;
+    }
+    let target = format!("{CLUSTER}-client.{ns}.svc");
+    let reach = |pod: &'static str| {
+        let (pods, target) = (pods.clone(), target.clone());
+        async move {
+            let out = exec(&pods, pod, &["nc", "-z", "-w", "3", &target, "2379"]).await?;
+            anyhow::Ok(out.success)
+        }
+    };
+    // Policies take a moment to be programmed: the allowed pod must connect within the wait.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !reach("apiserver").await? {
+        if tokio::time::Instant::now() > deadline {
+            bail!("the kube-apiserver-labelled pod cannot reach {target}:2379");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    ensure!(
+        !reach("intruder").await?,
+        "an unlabelled pod reached {target}:2379"
+    );
+    let peer = exec(
+        &pods,
+        "intruder",
+        &[
+            "nc",
+            "-z",
+            "-w",
+            "3",
+            &format!("store-0.store-peer.{ns}.svc"),
+            "2380",
+        ],
+    )
+    .await?;
+    ensure!(!peer.success, "an unlabelled pod reached the peer port");
+    Ok(())
+}

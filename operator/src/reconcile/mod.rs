@@ -1,0 +1,354 @@
+//! The reconcile of one StoreCluster, as a pipeline: observe (children, certificates, the
+//! membership through the etcd API) → validate → plan one membership change → act → build and
+//! apply every child → status. Each step has its own error type; the controller's error policy
+//! retries with a delay.
+
+mod apply;
+mod context;
+mod tls;
+
+pub use apply::{APPLIED_HASH, Applier, ApplyError};
+pub use context::Context;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use oxcd_crds::{StoreCluster, StoreClusterStatus};
+
+use crate::build::{self, Bootstrap};
+use crate::members::{Members, MembersError};
+use crate::names::FIELD_MANAGER;
+use crate::plan::{MemberAction, Plan, plan, plan_unreachable};
+use crate::status::{Outcome, build_status, invalid_status};
+use crate::validate::{ValidatedCluster, validate};
+
+/// How often a healthy cluster's members are polled (their health is not a Kubernetes event).
+const STEADY_REQUEUE: Duration = Duration::from_secs(30);
+/// How soon a cluster in motion (forming, scaling, unhealthy) is looked at again.
+const BUSY_REQUEUE: Duration = Duration::from_secs(5);
+
+/// Why a reconcile failed (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// Reading a child failed.
+    #[error("failed to read {what}")]
+    Observe {
+        /// What was read.
+        what: &'static str,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Certificates could not be provided.
+    #[error("failed to provide certificates")]
+    Tls(#[source] tls::TlsError),
+    /// Writing a child failed.
+    #[error("failed to apply the children")]
+    Apply(#[source] ApplyError),
+    /// A membership change failed.
+    #[error("failed to change the membership")]
+    Membership(#[source] MembersError),
+    /// Writing the status failed.
+    #[error("failed to write the status")]
+    Status(#[source] kube::Error),
+}
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+/// Reconciles one StoreCluster.
+pub async fn reconcile(
+    guarded: Arc<DeserializeGuard<StoreCluster>>,
+    context: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let cluster = match &guarded.0 {
+        Ok(cluster) => cluster,
+        Err(invalid) => {
+            // One malformed object must not stall the controller: report and move on.
+            tracing::warn!(
+                name = ?invalid.metadata.name,
+                namespace = ?invalid.metadata.namespace,
+                error = %invalid.error,
+                "skipping a StoreCluster that does not deserialize"
+            );
+            return Ok(Action::await_change());
+        }
+    };
+    if cluster.meta().deletion_timestamp.is_some() {
+        // Children go with their owner; volumes follow spec.storage.reclaimPolicy.
+        return Ok(Action::await_change());
+    }
+    let started = Instant::now();
+    let result = reconcile_valid(cluster, &context).await;
+    context
+        .metrics
+        .reconciled(result.is_ok(), started.elapsed());
+    result
+}
+
+async fn reconcile_valid(
+    cluster: &StoreCluster,
+    context: &Context,
+) -> Result<Action, ReconcileError> {
+    let namespace = cluster.namespace().unwrap_or_default();
+    let validated = match validate(cluster, &context.settings) {
+        Ok(validated) => validated,
+        Err(error) => {
+            let message = error.to_string();
+            context
+                .event(
+                    cluster,
+                    EventType::Warning,
+                    "InvalidSpec",
+                    "Validate",
+                    message.clone(),
+                )
+                .await;
+            let status = invalid_status(
+                cluster.status.as_ref(),
+                cluster.meta().generation,
+                message,
+                &now(),
+            );
+            write_status(cluster, status, context).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let applier = Applier::new(context.client.clone(), &namespace, &context.metrics);
+    let secrets: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
+    let tls_state = tls::ensure_tls(&validated, &secrets, &applier, jiff::Timestamp::now())
+        .await
+        .map_err(ReconcileError::Tls)?;
+    if tls_state.issued > 0 {
+        let note = format!("issued {} certificate(s)", tls_state.issued);
+        context
+            .event(
+                cluster,
+                EventType::Normal,
+                "CertificatesIssued",
+                "Certificates",
+                note,
+            )
+            .await;
+    }
+
+    // Observe the bootstrap settings and the StatefulSet, then the members themselves.
+    let config_maps: Api<ConfigMap> = Api::namespaced(context.client.clone(), &namespace);
+    let bootstrap = config_maps
+        .get_opt(&validated.names.bootstrap_config())
+        .await
+        .map_err(|source| ReconcileError::Observe {
+            what: "the bootstrap ConfigMap",
+            source,
+        })?
+        .and_then(|config| Bootstrap::from_config_map(&config));
+    let statefulsets: Api<StatefulSet> = Api::namespaced(context.client.clone(), &namespace);
+    let statefulset_replicas = statefulsets
+        .get_opt(&validated.names.statefulset())
+        .await
+        .map_err(|source| ReconcileError::Observe {
+            what: "the StatefulSet",
+            source,
+        })?
+        .and_then(|sts| sts.spec.and_then(|spec| spec.replicas));
+    let reach = statefulset_replicas
+        .unwrap_or(validated.spec.replicas)
+        .max(1);
+    let members = Members::new(
+        validated.names.clone(),
+        tls_state.client.clone(),
+        u32::try_from(reach).unwrap_or(1),
+    );
+    let (membership, unreachable) = match members.observe().await {
+        Ok(membership) => (Some(membership), None),
+        Err(error) => (None, Some(crate::error_chain(&error))),
+    };
+    let plan = match &membership {
+        Some(membership) => plan(&validated, membership),
+        None => plan_unreachable(&validated, bootstrap, statefulset_replicas),
+    };
+
+    // One membership change, then the children that follow from it.
+    if let Some(action) = &plan.action {
+        act(cluster, &validated, &members, action, context).await?;
+    }
+    let apply_error = apply_children(&validated, &plan, &applier, &tls_state.owned_secrets)
+        .await
+        .err()
+        .map(|error| crate::error_chain(&error));
+
+    let outcome = Outcome {
+        membership: membership.as_ref(),
+        unreachable,
+        plan: &plan,
+        apply_error: apply_error.clone(),
+    };
+    let status = build_status(&validated, cluster.status.as_ref(), &outcome, &now());
+    let busy = plan.action.is_some() || plan.wait.is_some() || membership.is_none();
+    write_status(cluster, status, context).await?;
+    if let Some(error) = apply_error {
+        context
+            .event(cluster, EventType::Warning, "ApplyFailed", "Apply", error)
+            .await;
+    }
+    Ok(Action::requeue(if busy {
+        BUSY_REQUEUE
+    } else {
+        STEADY_REQUEUE
+    }))
+}
+
+async fn act(
+    cluster: &StoreCluster,
+    validated: &ValidatedCluster,
+    members: &Members,
+    action: &MemberAction,
+    context: &Context,
+) -> Result<(), ReconcileError> {
+    let (label, note) = match action {
+        MemberAction::AddLearner { ordinal } => {
+            let id = members
+                .add_learner(*ordinal)
+                .await
+                .map_err(ReconcileError::Membership)?;
+            (
+                "add_learner",
+                format!(
+                    "added {} as learner {id:x}",
+                    validated.names.member(*ordinal)
+                ),
+            )
+        }
+        MemberAction::Promote { member_id } => {
+            if let Err(error) = members.promote(*member_id).await {
+                // The leader judges "caught up" itself and may still refuse; try again soon.
+                tracing::info!(error = %crate::error_chain(&error), "learner not promoted yet");
+                return Ok(());
+            }
+            ("promote", format!("promoted learner {member_id:x}"))
+        }
+        MemberAction::MoveLeader { from_ordinal, to } => {
+            let leader_url = members.client_url(*from_ordinal);
+            members
+                .move_leader(&leader_url, *to)
+                .await
+                .map_err(ReconcileError::Membership)?;
+            ("move_leader", format!("moved the leadership to {to:x}"))
+        }
+        MemberAction::Remove { member_id, ordinal } => {
+            members
+                .remove(*member_id)
+                .await
+                .map_err(ReconcileError::Membership)?;
+            (
+                "remove",
+                format!(
+                    "removed member {} ({member_id:x})",
+                    validated.names.member(*ordinal)
+                ),
+            )
+        }
+    };
+    context.metrics.changed_membership(label);
+    tracing::info!(cluster = %validated.names.cluster, "{note}");
+    context
+        .event(cluster, EventType::Normal, "MembershipChanged", label, note)
+        .await;
+    Ok(())
+}
+
+async fn apply_children(
+    cluster: &ValidatedCluster,
+    plan: &Plan,
+    applier: &Applier<'_>,
+    owned_secrets: &[String],
+) -> Result<(), ApplyError> {
+    let name = cluster.names.cluster.clone();
+    applier.apply(build::build_service_account(cluster)).await?;
+    applier
+        .apply(build::build_bootstrap_config(cluster, &plan.bootstrap))
+        .await?;
+    applier.apply(build::build_peer_service(cluster)).await?;
+    applier.apply(build::build_client_service(cluster)).await?;
+    applier
+        .apply(build::build_pod_disruption_budget(cluster))
+        .await?;
+    let policies = match build::build_network_policy(cluster) {
+        Some(policy) => {
+            applier.apply(policy).await?;
+            vec![cluster.names.statefulset()]
+        }
+        None => Vec::new(),
+    };
+    applier
+        .apply(build::build_statefulset(cluster, plan.statefulset_replicas))
+        .await?;
+    applier
+        .delete_orphans::<NetworkPolicy>(&name, &policies)
+        .await?;
+    applier
+        .delete_orphans::<Secret>(&name, owned_secrets)
+        .await?;
+    applier
+        .delete_orphans::<Service>(
+            &name,
+            &[cluster.names.peer_service(), cluster.names.client_service()],
+        )
+        .await?;
+    applier
+        .delete_orphans::<PodDisruptionBudget>(&name, &[cluster.names.statefulset()])
+        .await?;
+    applier
+        .delete_orphans::<ServiceAccount>(&name, &[cluster.names.statefulset()])
+        .await?;
+    Ok(())
+}
+
+async fn write_status(
+    cluster: &StoreCluster,
+    status: StoreClusterStatus,
+    context: &Context,
+) -> Result<(), ReconcileError> {
+    if cluster.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<StoreCluster> = Api::namespaced(
+        context.client.clone(),
+        &cluster.namespace().unwrap_or_default(),
+    );
+    let patch = serde_json::json!({
+        "apiVersion": format!("{}/{}", oxcd_crds::GROUP, oxcd_crds::VERSION),
+        "kind": "StoreCluster",
+        "status": status,
+    });
+    api.patch_status(
+        &cluster.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(ReconcileError::Status)?;
+    context.metrics.wrote("StoreCluster", "status");
+    Ok(())
+}
+
+/// The controller's answer to a failed reconcile: try again after a pause.
+pub fn error_policy(
+    _cluster: Arc<DeserializeGuard<StoreCluster>>,
+    error: &ReconcileError,
+    _context: Arc<Context>,
+) -> Action {
+    tracing::warn!(error = %crate::error_chain(error), "reconcile failed");
+    Action::requeue(BUSY_REQUEUE)
+}
