@@ -106,21 +106,24 @@ async fn reconcile_valid(
         Ok(validated) => validated,
         Err(error) => {
             let message = error.to_string();
-            context
-                .event(
-                    cluster,
-                    EventType::Warning,
-                    "InvalidSpec",
-                    "Validate",
-                    message.clone(),
-                )
-                .await;
             let status = invalid_status(
                 cluster.status.as_ref(),
                 cluster.meta().generation,
-                message,
+                message.clone(),
                 &now(),
             );
+            // Reported once per change: a restarted operator must not repeat the event.
+            if cluster.status.as_ref() != Some(&status) {
+                context
+                    .event(
+                        cluster,
+                        EventType::Warning,
+                        "InvalidSpec",
+                        "Validate",
+                        message.clone(),
+                    )
+                    .await;
+            }
             write_status(cluster, status, context).await?;
             return Ok(Action::await_change());
         }
