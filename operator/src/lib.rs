@@ -3,3 +3,4 @@
 //! through the etcd API.
 
 pub mod certs;
+pub mod leader;
