@@ -43,26 +43,14 @@ impl LeaderError {
 }
 
 /// One candidate for the leadership held in one Lease.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct LeaderElection {
-    client: kube::Client,
-    namespace: String,
+    api: Api<Lease>,
     lease_name: String,
     identity: String,
     lease_duration: Duration,
     renew_interval: Duration,
     retry_interval: Duration,
-}
-
-impl std::fmt::Debug for LeaderElection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeaderElection")
-            .field("namespace", &self.namespace)
-            .field("lease_name", &self.lease_name)
-            .field("identity", &self.identity)
-            .field("lease_duration", &self.lease_duration)
-            .finish_non_exhaustive()
-    }
 }
 
 /// What a renewal found.
@@ -78,13 +66,12 @@ impl LeaderElection {
     /// `namespace/lease_name`; lease 15 s, renewed every 5 s, retried every 2 s.
     pub fn new(
         client: kube::Client,
-        namespace: impl Into<String>,
+        namespace: &str,
         lease_name: impl Into<String>,
         identity: impl Into<String>,
     ) -> Self {
         Self {
-            client,
-            namespace: namespace.into(),
+            api: Api::namespaced(client, namespace),
             lease_name: lease_name.into(),
             identity: identity.into(),
             lease_duration: Duration::from_secs(15),
@@ -148,12 +135,11 @@ impl LeaderElection {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.lease_name.clone()),
-                    namespace: Some(self.namespace.clone()),
                     ..ObjectMeta::default()
                 },
                 spec: Some(self.held_spec(now, now, 0)),
             };
-            return match self.api().create(&PostParams::default(), &lease).await {
+            return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(Ok(())),
                 Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(Err(None)),
                 Err(e) => Err(LeaderError::CreateLease(e)),
@@ -201,20 +187,30 @@ impl LeaderElection {
         Ok(Renewal::Renewed)
     }
 
-    /// Clears holderIdentity if this candidate holds the Lease, so a standby takes it at once.
+    /// Clears holderIdentity if this candidate holds the Lease, so a standby takes it at once;
+    /// reads again after a conflict (a renewal sent just before the renewal task was aborted).
     async fn clear_holder(&self) -> Result<(), LeaderError> {
-        let Some(mut lease) = self.get().await? else {
-            return Ok(());
-        };
-        let Some(spec) = lease.spec.as_mut() else {
-            return Ok(());
-        };
-        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
-            return Ok(());
+        let mut conflicts = 0;
+        loop {
+            let Some(mut lease) = self.get().await? else {
+                return Ok(());
+            };
+            let ours =
+                |spec: &&mut LeaseSpec| spec.holder_identity.as_ref() == Some(&self.identity);
+            let Some(spec) = lease.spec.as_mut().filter(ours) else {
+                return Ok(());
+            };
+            spec.holder_identity = None;
+            spec.renew_time = Some(MicroTime(Timestamp::now()));
+            match self.replace(&lease).await {
+                Err(LeaderError::ReplaceLease(kube::Error::Api(s)))
+                    if s.is_conflict() && conflicts < 2 =>
+                {
+                    conflicts += 1;
+                }
+                done => return done,
+            }
         }
-        spec.holder_identity = None;
-        spec.renew_time = Some(MicroTime(Timestamp::now()));
-        self.replace(&lease).await
     }
 
     /// The spec of a Lease this candidate holds.
@@ -232,7 +228,7 @@ impl LeaderElection {
     /// Replaces the Lease; its metadata still carries the resourceVersion that was read, so the
     /// API server refuses the write (409) if anyone wrote in between.
     async fn replace(&self, lease: &Lease) -> Result<(), LeaderError> {
-        self.api()
+        self.api
             .replace(&self.lease_name, &PostParams::default(), lease)
             .await
             .map(drop)
@@ -241,14 +237,10 @@ impl LeaderElection {
 
     /// The Lease, if it exists.
     async fn get(&self) -> Result<Option<Lease>, LeaderError> {
-        self.api()
+        self.api
             .get_opt(&self.lease_name)
             .await
             .map_err(LeaderError::ReadLease)
-    }
-
-    fn api(&self) -> Api<Lease> {
-        Api::namespaced(self.client.clone(), &self.namespace)
     }
 
     /// Starts renewing; `renewed_at` is when the winning write was started (no later than the
@@ -357,9 +349,11 @@ fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
         .is_ok_and(|until| until < now)
 }
 
-/// `d` in whole seconds for leaseDurationSeconds, at least 1.
+/// `d` rounded up to whole seconds for leaseDurationSeconds (others never wait less than this
+/// replica leads), at least 1.
 fn whole_seconds(d: Duration) -> i32 {
-    i32::try_from(d.as_secs()).unwrap_or(i32::MAX).max(1)
+    let secs = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
+    i32::try_from(secs).unwrap_or(i32::MAX).max(1)
 }
 
 #[cfg(test)]
@@ -392,8 +386,9 @@ mod tests {
     }
 
     #[test]
-    fn lease_duration_is_whole_seconds_and_at_least_one() {
-        assert_eq!(whole_seconds(Duration::from_millis(15_900)), 15);
+    fn lease_duration_is_rounded_up_to_whole_seconds() {
+        assert_eq!(whole_seconds(Duration::from_secs(15)), 15);
+        assert_eq!(whole_seconds(Duration::from_millis(15_100)), 16);
         assert_eq!(whole_seconds(Duration::from_millis(200)), 1);
     }
 }
