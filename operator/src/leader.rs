@@ -43,16 +43,9 @@ impl LeaderError {
 }
 
 /// One candidate for the leadership held in one Lease.
-<<<<<<< HEAD
-#[derive(Clone)]
-pub struct LeaderElection {
-    client: kube::Client,
-    namespace: String,
-=======
 #[derive(Clone, Debug)]
 pub struct LeaderElection {
     api: Api<Lease>,
->>>>>>> opmods
     lease_name: String,
     identity: String,
     lease_duration: Duration,
@@ -60,20 +53,6 @@ pub struct LeaderElection {
     retry_interval: Duration,
 }
 
-<<<<<<< HEAD
-impl std::fmt::Debug for LeaderElection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeaderElection")
-            .field("namespace", &self.namespace)
-            .field("lease_name", &self.lease_name)
-            .field("identity", &self.identity)
-            .field("lease_duration", &self.lease_duration)
-            .finish_non_exhaustive()
-    }
-}
-
-=======
->>>>>>> opmods
 /// What a renewal found.
 enum Renewal {
     /// The Lease is still ours and now carries a fresh renewTime.
@@ -87,21 +66,12 @@ impl LeaderElection {
     /// `namespace/lease_name`; lease 15 s, renewed every 5 s, retried every 2 s.
     pub fn new(
         client: kube::Client,
-<<<<<<< HEAD
-        namespace: impl Into<String>,
-=======
         namespace: &str,
->>>>>>> opmods
         lease_name: impl Into<String>,
         identity: impl Into<String>,
     ) -> Self {
         Self {
-<<<<<<< HEAD
-            client,
-            namespace: namespace.into(),
-=======
             api: Api::namespaced(client, namespace),
->>>>>>> opmods
             lease_name: lease_name.into(),
             identity: identity.into(),
             lease_duration: Duration::from_secs(15),
@@ -137,32 +107,20 @@ impl LeaderElection {
             let attempt_started = Instant::now();
             match self.try_acquire().await {
                 Ok(Ok(())) => {
-<<<<<<< HEAD
-                    info!(lease = %self.lease_name, identity = %self.identity, "acquired the leader lease");
-=======
                     info!(lease = %self.lease_name, identity = %self.identity, "acquired");
->>>>>>> opmods
                     return Ok(self.spawn_renewal(attempt_started));
                 }
                 Ok(Err(holder)) => {
                     if holder != last_holder {
-<<<<<<< HEAD
-                        info!(lease = %self.lease_name, holder = holder.as_deref().unwrap_or(""), "leader lease held by another candidate; waiting");
-=======
                         let shown = holder.as_deref().unwrap_or("");
                         info!(lease = %self.lease_name, holder = shown, "held by another; waiting");
->>>>>>> opmods
                         last_holder = holder;
                     }
                 }
                 Err(e) if e.is_permanent() => return Err(e),
                 Err(e) => {
-<<<<<<< HEAD
-                    warn!(lease = %self.lease_name, error = %e, source = ?std::error::Error::source(&e), "leader election attempt failed; retrying");
-=======
                     let error = &e as &dyn std::error::Error;
                     warn!(lease = %self.lease_name, error, "failed to acquire; retrying");
->>>>>>> opmods
                 }
             }
             tokio::time::sleep(self.retry_interval).await;
@@ -173,32 +131,15 @@ impl LeaderElection {
     /// when another holds it (or won the race for it).
     async fn try_acquire(&self) -> Result<Result<(), Option<String>>, LeaderError> {
         let now = Timestamp::now();
-<<<<<<< HEAD
-        let Some(mut lease) = self
-            .api()
-            .get_opt(&self.lease_name)
-            .await
-            .map_err(LeaderError::ReadLease)?
-        else {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(self.lease_name.clone()),
-                    namespace: Some(self.namespace.clone()),
-=======
         let Some(mut lease) = self.get().await? else {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.lease_name.clone()),
->>>>>>> opmods
                     ..ObjectMeta::default()
                 },
                 spec: Some(self.held_spec(now, now, 0)),
             };
-<<<<<<< HEAD
-            return match self.api().create(&PostParams::default(), &lease).await {
-=======
             return match self.api.create(&PostParams::default(), &lease).await {
->>>>>>> opmods
                 Ok(_) => Ok(Ok(())),
                 Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(Err(None)),
                 Err(e) => Err(LeaderError::CreateLease(e)),
@@ -216,12 +157,8 @@ impl LeaderElection {
             _ => (now, spec.lease_transitions.unwrap_or(0).saturating_add(1)),
         };
         if !ours {
-<<<<<<< HEAD
-            info!(lease = %self.lease_name, previous = holder.as_deref().unwrap_or(""), transitions, "taking over the leader lease");
-=======
             let previous = holder.as_deref().unwrap_or("");
             info!(lease = %self.lease_name, previous, transitions, "taking over the lease");
->>>>>>> opmods
         }
         lease.spec = Some(self.held_spec(now, acquired, transitions));
         match self.replace(&lease).await {
@@ -235,16 +172,7 @@ impl LeaderElection {
 
     /// Renews the Lease if this candidate still holds it.
     async fn renew(&self) -> Result<Renewal, LeaderError> {
-<<<<<<< HEAD
-        let Some(mut lease) = self
-            .api()
-            .get_opt(&self.lease_name)
-            .await
-            .map_err(LeaderError::ReadLease)?
-        else {
-=======
         let Some(mut lease) = self.get().await? else {
->>>>>>> opmods
             return Ok(Renewal::Taken(None));
         };
         let spec = lease.spec.take().unwrap_or_default();
@@ -259,27 +187,6 @@ impl LeaderElection {
         Ok(Renewal::Renewed)
     }
 
-<<<<<<< HEAD
-    /// Clears holderIdentity if this candidate holds the Lease, so a standby takes it at once.
-    async fn clear_holder(&self) -> Result<(), LeaderError> {
-        let Some(mut lease) = self
-            .api()
-            .get_opt(&self.lease_name)
-            .await
-            .map_err(LeaderError::ReadLease)?
-        else {
-            return Ok(());
-        };
-        let Some(spec) = lease.spec.as_mut() else {
-            return Ok(());
-        };
-        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
-            return Ok(());
-        }
-        spec.holder_identity = None;
-        spec.renew_time = Some(MicroTime(Timestamp::now()));
-        self.replace(&lease).await
-=======
     /// Clears holderIdentity if this candidate holds the Lease, so a standby takes it at once;
     /// reads again after a conflict (a renewal sent just before the renewal task was aborted).
     async fn clear_holder(&self) -> Result<(), LeaderError> {
@@ -304,7 +211,6 @@ impl LeaderElection {
                 done => return done,
             }
         }
->>>>>>> opmods
     }
 
     /// The spec of a Lease this candidate holds.
@@ -322,28 +228,19 @@ impl LeaderElection {
     /// Replaces the Lease; its metadata still carries the resourceVersion that was read, so the
     /// API server refuses the write (409) if anyone wrote in between.
     async fn replace(&self, lease: &Lease) -> Result<(), LeaderError> {
-<<<<<<< HEAD
-        self.api()
-=======
         self.api
->>>>>>> opmods
             .replace(&self.lease_name, &PostParams::default(), lease)
             .await
             .map(drop)
             .map_err(LeaderError::ReplaceLease)
     }
 
-<<<<<<< HEAD
-    fn api(&self) -> Api<Lease> {
-        Api::namespaced(self.client.clone(), &self.namespace)
-=======
     /// The Lease, if it exists.
     async fn get(&self) -> Result<Option<Lease>, LeaderError> {
         self.api
             .get_opt(&self.lease_name)
             .await
             .map_err(LeaderError::ReadLease)
->>>>>>> opmods
     }
 
     /// Starts renewing; `renewed_at` is when the winning write was started (no later than the
@@ -373,31 +270,16 @@ impl LeaderElection {
             tokio::time::sleep_until(next_attempt.min(deadline)).await;
             let started = Instant::now();
             if started >= deadline {
-<<<<<<< HEAD
-                warn!(lease = %self.lease_name, identity = %self.identity, "leader lease not renewed within its duration; leadership lost");
-=======
                 warn!(lease = %self.lease_name, "not renewed within the lease duration; lost");
->>>>>>> opmods
                 return;
             }
             match tokio::time::timeout_at(deadline, self.renew()).await {
                 Ok(Ok(Renewal::Renewed)) => {
-<<<<<<< HEAD
-                    debug!(lease = %self.lease_name, "renewed the leader lease");
-=======
                     debug!(lease = %self.lease_name, "renewed the lease");
->>>>>>> opmods
                     renewed_at = started;
                     next_attempt = started + self.renew_interval;
                 }
                 Ok(Ok(Renewal::Taken(holder))) => {
-<<<<<<< HEAD
-                    warn!(lease = %self.lease_name, holder = holder.as_deref().unwrap_or(""), "leader lease taken by another holder; leadership lost");
-                    return;
-                }
-                Ok(Err(e)) => {
-                    warn!(lease = %self.lease_name, error = %e, source = ?std::error::Error::source(&e), "failed to renew the leader lease; retrying");
-=======
                     let holder = holder.as_deref().unwrap_or("");
                     warn!(lease = %self.lease_name, holder, "lease taken by another; lost");
                     return;
@@ -405,7 +287,6 @@ impl LeaderElection {
                 Ok(Err(e)) => {
                     let error = &e as &dyn std::error::Error;
                     warn!(lease = %self.lease_name, error, "failed to renew; retrying");
->>>>>>> opmods
                     next_attempt = Instant::now() + self.retry_interval;
                 }
                 // The deadline passed during the request: the next turn reports the loss.
@@ -438,21 +319,12 @@ impl LeaderGuard {
         self.task.abort();
         // Wait for the task to end so that no renewal in flight lands after the release.
         let _ = (&mut self.task).await;
-<<<<<<< HEAD
-        match self.election.clear_holder().await {
-            Ok(()) => {
-                info!(lease = %self.election.lease_name, identity = %self.election.identity, "released the leader lease")
-            }
-            Err(e) => {
-                warn!(lease = %self.election.lease_name, error = %e, source = ?std::error::Error::source(&e), "failed to release the leader lease; a standby takes over once it expires")
-=======
         let lease = &self.election.lease_name;
         match self.election.clear_holder().await {
             Ok(()) => info!(%lease, identity = %self.election.identity, "released the lease"),
             Err(e) => {
                 let error = &e as &dyn std::error::Error;
                 warn!(%lease, error, "failed to release; a standby waits for expiry");
->>>>>>> opmods
             }
         }
     }
@@ -477,17 +349,11 @@ fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
         .is_ok_and(|until| until < now)
 }
 
-<<<<<<< HEAD
-/// `d` in whole seconds for leaseDurationSeconds, at least 1.
-fn whole_seconds(d: Duration) -> i32 {
-    i32::try_from(d.as_secs()).unwrap_or(i32::MAX).max(1)
-=======
 /// `d` rounded up to whole seconds for leaseDurationSeconds (others never wait less than this
 /// replica leads), at least 1.
 fn whole_seconds(d: Duration) -> i32 {
     let secs = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
     i32::try_from(secs).unwrap_or(i32::MAX).max(1)
->>>>>>> opmods
 }
 
 #[cfg(test)]
@@ -520,14 +386,9 @@ mod tests {
     }
 
     #[test]
-<<<<<<< HEAD
-    fn lease_duration_is_whole_seconds_and_at_least_one() {
-        assert_eq!(whole_seconds(Duration::from_millis(15_900)), 15);
-=======
     fn lease_duration_is_rounded_up_to_whole_seconds() {
         assert_eq!(whole_seconds(Duration::from_secs(15)), 15);
         assert_eq!(whole_seconds(Duration::from_millis(15_100)), 16);
->>>>>>> opmods
         assert_eq!(whole_seconds(Duration::from_millis(200)), 1);
     }
 }
