@@ -16,7 +16,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Se
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams,
+};
 use kube::{Client, ResourceExt};
 use oxcd_crds::{Phase, StoreCluster};
 use oxcd_k8s_suite::{ControlPlane, Storage, eventually};
@@ -89,6 +92,37 @@ async fn install_crd(client: &Client) -> Result<()> {
                 .iter()
                 .any(|c| c.type_ == "Established" && c.status == "True");
             Ok(established.then_some(()))
+        }
+    })
+    .await
+}
+
+/// cert-manager's Certificate kind, as a schemaless CRD: cert-manager itself does not run here,
+/// the test checks what the operator asks of it.
+async fn install_certificate_crd(client: &Client) -> Result<()> {
+    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "certificates.cert-manager.io"},
+        "spec": {
+            "group": "cert-manager.io",
+            "names": {"kind": "Certificate", "plural": "certificates", "singular": "certificate"},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+            }],
+        },
+    }))?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &crd).await?;
+    eventually(WAIT, "the Certificate CRD to be served", || {
+        let client = client.clone();
+        async move {
+            let found = client
+                .list_api_group_resources("cert-manager.io/v1")
+                .await
+                .map(|list| list.resources.iter().any(|r| r.name == "certificates"))
+                .unwrap_or(false);
+            Ok(found.then_some(()))
         }
     })
     .await
@@ -238,6 +272,40 @@ async fn operator_builds_children_reports_status_and_stays_quiet_when_steady() -
         status.client_certificate_secret.as_deref(),
         Some("demo-client-tls")
     );
+
+    // TLS mode CertManager: Certificates for cert-manager instead of operator-made Secrets.
+    install_certificate_crd(&client).await?;
+    let spec = serde_json::json!({
+        "version": "0.1.0",
+        "tls": {"mode": "CertManager", "certManager": {"issuerName": "store-ca", "issuerKind": "ClusterIssuer"}},
+    });
+    clusters
+        .create(&PostParams::default(), &store_cluster("cm", spec)?)
+        .await?;
+    let certificates: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        NS,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "cert-manager.io",
+            "v1",
+            "Certificate",
+        )),
+    );
+    for name in ["cm-server-tls", "cm-peer-tls", "cm-client-tls"] {
+        let certificate = eventually(WAIT, name, || exists(&certificates, name)).await?;
+        let spec = &certificate.data["spec"];
+        assert_eq!(spec["secretName"], name);
+        assert_eq!(spec["issuerRef"]["name"], "store-ca");
+        assert_eq!(spec["issuerRef"]["kind"], "ClusterIssuer");
+    }
+    let server = certificates.get("cm-server-tls").await?;
+    let hosts = server.data["spec"]["dnsNames"].to_string();
+    assert!(hosts.contains("*.cm-peer.prod.svc"), "{hosts}");
+    assert!(
+        secrets.get_opt("cm-ca").await?.is_none(),
+        "no operator CA in CertManager mode"
+    );
+    clusters.delete("cm", &DeleteParams::default()).await?;
 
     // Turning the NetworkPolicy off deletes it.
     let patch = serde_json::json!({"spec": {"networkPolicy": {"enabled": false}}});

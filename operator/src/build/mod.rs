@@ -4,6 +4,7 @@
 
 mod account;
 mod bootstrap;
+pub mod cert_manager;
 mod network_policy;
 mod pdb;
 mod services;

@@ -6,7 +6,7 @@
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -99,19 +99,40 @@ impl<'a> Applier<'a> {
 
     /// Applies `object` unless the live object already carries its hash. Returns whether it
     /// wrote.
-    pub async fn apply<K>(&self, mut object: K) -> Result<bool, ApplyError>
+    pub async fn apply<K>(&self, object: K) -> Result<bool, ApplyError>
     where
         K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
         K::DynamicType: Default,
     {
         let kind = K::kind(&K::DynamicType::default()).into_owned();
+        self.apply_with(self.api::<K>(), kind, object).await
+    }
+
+    /// [`Applier::apply`] for a kind known only at run time (such as cert-manager's).
+    pub async fn apply_dynamic(
+        &self,
+        object: DynamicObject,
+        resource: &ApiResource,
+    ) -> Result<bool, ApplyError> {
+        let api = Api::namespaced_with(self.client.clone(), &self.namespace, resource);
+        self.apply_with(api, resource.kind.clone(), object).await
+    }
+
+    async fn apply_with<K>(
+        &self,
+        api: Api<K>,
+        kind: String,
+        mut object: K,
+    ) -> Result<bool, ApplyError>
+    where
+        K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+    {
         let name = object.name_any();
         let body = serde_json::to_vec(&object).map_err(|source| ApplyError::Serialize {
             kind: kind.clone(),
             source,
         })?;
         let hash = format!("{:016x}", fnv1a(&body));
-        let api = self.api::<K>();
         let live = api
             .get_opt(&name)
             .await

@@ -10,6 +10,7 @@ use kube::Api;
 use oxcd_crds::TlsMode;
 
 use super::apply::{Applier, ApplyError};
+use crate::build::cert_manager::{build_certificate, certificate_resource};
 use crate::build::tls::{
     CA_KEY, CA_PRIVATE_KEY, CERT_KEY, KEY_KEY, Role, build_ca_secret, build_tls_secret,
     cert_request, read_pem, secret_name,
@@ -83,6 +84,17 @@ pub async fn ensure_tls(
             issued: 0,
         });
     };
+    if cluster.spec.tls.mode == TlsMode::CertManager {
+        let resource = certificate_resource();
+        for role in Role::ALL {
+            if let Some(certificate) = build_certificate(cluster, role) {
+                applier
+                    .apply_dynamic(certificate, &resource)
+                    .await
+                    .map_err(TlsError::Store)?;
+            }
+        }
+    }
     if cluster.spec.tls.mode != TlsMode::Operator {
         let secret = get(secrets, &names.client).await?;
         let client = secret.as_ref().and_then(|s| {
