@@ -92,29 +92,7 @@ impl MemberClient {
         pod: &str,
         client_secret: &str,
     ) -> anyhow::Result<Self> {
-        let forward = PortForward::start(namespace, pod, 2379).await?;
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        let secret = secrets.get(client_secret).await?;
-        let data = secret.data.unwrap_or_default();
-        let text = |key: &str| -> anyhow::Result<String> {
-            let bytes = data
-                .get(key)
-                .with_context(|| format!("{client_secret} has no {key}"))?;
-            Ok(String::from_utf8(bytes.0.clone())?)
-        };
-        let tls = TlsOptions::new()
-            .ca_certificate(Certificate::from_pem(text("ca.crt")?))
-            .identity(Identity::from_pem(text("tls.crt")?, text("tls.key")?));
-        let options = ConnectOptions::new()
-            .with_tls(tls)
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(10));
-        let endpoint = format!("https://127.0.0.1:{}", forward.port);
-        let etcd = EtcdClient::connect([endpoint], Some(options)).await?;
-        Ok(Self {
-            etcd,
-            _forward: forward,
-        })
+        Self::connect_tls(client, namespace, pod, client_secret, true).await
     }
 
     /// Connects to `pod` over TLS trusting the cluster's CA but presenting no certificate.
@@ -124,15 +102,29 @@ impl MemberClient {
         pod: &str,
         client_secret: &str,
     ) -> anyhow::Result<Self> {
+        Self::connect_tls(client, namespace, pod, client_secret, false).await
+    }
+
+    async fn connect_tls(
+        client: &Client,
+        namespace: &str,
+        pod: &str,
+        client_secret: &str,
+        present_certificate: bool,
+    ) -> anyhow::Result<Self> {
         let forward = PortForward::start(namespace, pod, 2379).await?;
         let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        let ca = secrets
-            .get(client_secret)
-            .await?
-            .data
-            .and_then(|d| d.get("ca.crt").cloned())
-            .context("no ca.crt")?;
-        let tls = TlsOptions::new().ca_certificate(Certificate::from_pem(ca.0));
+        let data = secrets.get(client_secret).await?.data.unwrap_or_default();
+        let text = |key: &str| -> anyhow::Result<String> {
+            let bytes = data
+                .get(key)
+                .with_context(|| format!("{client_secret} has no {key}"))?;
+            Ok(String::from_utf8(bytes.0.clone())?)
+        };
+        let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(text("ca.crt")?));
+        if present_certificate {
+            tls = tls.identity(Identity::from_pem(text("tls.crt")?, text("tls.key")?));
+        }
         let options = ConnectOptions::new()
             .with_tls(tls)
             .with_connect_timeout(Duration::from_secs(5))
