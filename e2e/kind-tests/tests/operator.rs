@@ -288,6 +288,14 @@ async fn membership_events(client: &Client, ns: &str) -> anyhow::Result<Vec<Stri
     Ok(list.into_iter().filter_map(|e| e.message).collect())
 }
 
+/// Whether `pod` can open a TCP connection to `host:port`. Busybox's nc has no `-z`: it sends a
+/// line, which the member's TLS listener refuses by closing the connection, so nc ends at once
+/// when connected and fails after its 3 s connect timeout when the packets are dropped.
+async fn connects(pods: &Api<Pod>, pod: &str, host: &str, port: u16) -> anyhow::Result<bool> {
+    let probe = format!("echo | timeout 10 nc -w 3 {host} {port}");
+    Ok(exec(pods, pod, &["sh", "-c", &probe]).await?.success)
+}
+
 async fn check_policy(client: &Client, ns: &str) -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     for (name, labels) in [
@@ -304,10 +312,7 @@ async fn check_policy(client: &Client, ns: &str) -> anyhow::Result<()> {
     let target = format!("{CLUSTER}-client.{ns}.svc");
     let reach = |pod: &'static str| {
         let (pods, target) = (pods.clone(), target.clone());
-        async move {
-            let out = exec(&pods, pod, &["nc", "-z", "-w", "3", &target, "2379"]).await?;
-            anyhow::Ok(out.success)
-        }
+        async move { anyhow::Ok(connects(&pods, pod, &target, 2379).await?) }
     };
     // Policies take a moment to be programmed: the allowed pod must connect within the wait.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
