@@ -62,9 +62,11 @@ storage_certs() {
         cp "$pki/ca.crt" "$pki/$name/ca.crt"
         mv "$pki/$name.crt" "$pki/$name/member.crt"
         mv "$pki/$name.key" "$pki/$name/member.key"
-        # The image runs as uid 65532: its key is readable by that user only.
-        chown -R 65532:65532 "$pki/$name"
-        chmod 600 "$pki/$name/member.key"
+        # The image runs as uid 65532, which must read the key through the bind mount: readable
+        # by all inside this directory, which only pki's owner can reach (mode 700 above), so
+        # neither root nor a chown is needed.
+        chmod 755 "$pki/$name"
+        chmod 644 "$pki/$name/member.key"
     done
     storage_new_cert "$pki" apiserver-etcd-client "/O=system:masters/CN=kube-apiserver-etcd-client" \
         clientAuth
