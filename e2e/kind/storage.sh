@@ -161,8 +161,9 @@ storage_start() {
 # storage_kubeadm_patch: the kubeadmConfigPatches section of the kind config (up writes the
 # control-plane node's extraMount of the certificates): external etcd, and the
 # kube-apiserver settings the Kubernetes-on-oxcd suite (e2e/k8s-suite) expects, as
-# e2e/local/up sets them: verbose enough to log storage errors, Events expiring through storage
-# leases quickly, and no watch cache for podtemplates (their reads reach the storage).
+# e2e/local/up sets them: verbose enough to log storage errors, and no watch cache for
+# podtemplates (their reads reach the storage). Not its short --event-ttl: other kind tests read
+# Events minutes after they happen (the operator's membership changes), so the default 1h stays.
 storage_kubeadm_patch() {
     local endpoints=() e
     IFS=, read -r -a endpoints <<<"$storage_endpoints"
@@ -173,8 +174,6 @@ storage_kubeadm_patch() {
     printf '        certFile: %s/apiserver-etcd-client.crt\n' "$storage_node_pki"
     printf '        keyFile: %s/apiserver-etcd-client.key\n' "$storage_node_pki"
     printf '    apiServer:\n      extraArgs:\n'
-    printf '        v: "2"\n        event-ttl: %s\n' "$storage_event_ttl"
+    printf '        v: "2"\n'
     printf '        watch-cache-sizes: "podtemplates#0"\n'
 }
-# The kind cluster's --event-ttl with oxcd storage (the suite reads it from the apiserver pod).
-storage_event_ttl=30s
