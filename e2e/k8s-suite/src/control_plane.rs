@@ -1,5 +1,7 @@
-//! A real Kubernetes control plane for one test: `e2e/local/up` in a temporary state dir, a kube
-//! client for its admin kubeconfig, and `e2e/local/down` when dropped (also after a failure).
+//! A real Kubernetes control plane for one test: either `e2e/local/up` in a temporary state dir,
+//! with a kube client for its admin kubeconfig and `e2e/local/down` when dropped (also after a
+//! failure), or an existing cluster (`KUBECONFIG`, e.g. a kind cluster made by `e2e/kind/up
+//! --control-plane-storage=oxcd`) whose storage the `OXCD_KIND_STORAGE_*` variables name.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,9 +9,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use kube::Client;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, LogParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
 use tempfile::TempDir;
+
+use crate::existing::{self, StorageAccess};
 
 /// The storage under kube-apiserver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,22 +46,41 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A running control plane; `e2e/local/down` stops it when dropped.
+/// Where the control plane runs.
+enum Backend {
+    /// Started by `e2e/local/up` in `state`; `e2e/local/down` stops it when dropped.
+    Local {
+        storage: Storage,
+        facts: HashMap<String, String>,
+        state: TempDir,
+    },
+    /// A cluster that was running before the suite and keeps running after it.
+    Existing {
+        storage: StorageAccess,
+        /// When the suite attached: the apiserver log is read from then on (the cluster's earlier
+        /// history belongs to whatever ran on it before).
+        attached: Instant,
+    },
+}
+
+/// A running control plane; a local one is stopped (`e2e/local/down`) when dropped.
 pub struct ControlPlane {
-    storage: Storage,
-    facts: HashMap<String, String>,
+    backend: Backend,
     client: Client,
     up_time: Duration,
-    // Last: the directory goes after `down` ran in `drop`.
-    state: TempDir,
+    event_ttl: Duration,
 }
 
 impl std::fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ControlPlane")
-            .field("storage", &self.storage)
-            .field("state", &self.state.path())
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("ControlPlane");
+        match &self.backend {
+            Backend::Local { storage, state, .. } => {
+                d.field("storage", storage).field("state", &state.path())
+            }
+            Backend::Existing { storage, .. } => d.field("existing", storage),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
@@ -102,7 +127,13 @@ impl ControlPlane {
             bail!("the last line of e2e/local/up is not `export KUBECONFIG=...`: {stdout}");
         }
         // From here on, dropping `plane` runs `down`.
-        let facts = read_env_file(&state.path().join("cluster.env"))?;
+        let facts = match read_env_file(&state.path().join("cluster.env")) {
+            Ok(f) => f,
+            Err(e) => {
+                run_down(state.path());
+                return Err(e);
+            }
+        };
         let client = match connect(&kubeconfig_path).await {
             Ok(c) => c,
             Err(e) => {
@@ -115,13 +146,66 @@ impl ControlPlane {
             storage.name(),
             up_time.as_secs_f64()
         );
+        let ttl_arg = extra_args
+            .iter()
+            .rev()
+            .find_map(|a| a.strip_prefix("--event-ttl="));
+        let event_ttl = match ttl_arg.map(existing::parse_duration).transpose() {
+            Ok(ttl) => ttl.unwrap_or(existing::DEFAULT_EVENT_TTL),
+            Err(e) => {
+                run_down(state.path());
+                return Err(e);
+            }
+        };
         Ok(Self {
-            storage,
-            facts,
+            backend: Backend::Local {
+                storage,
+                facts,
+                state,
+            },
             client,
             up_time,
-            state,
+            event_ttl,
         })
+    }
+
+    /// The cluster `KUBECONFIG` names, with its storage from `OXCD_KIND_STORAGE_ENDPOINTS`,
+    /// `_CACERT`, `_CERT` and `_KEY` (what `e2e/kind/up --control-plane-storage=oxcd` exports),
+    /// or `None` when `OXCD_KIND_STORAGE_ENDPOINTS` is not set. The suite's settings are read
+    /// from the kube-apiserver pod: its `--event-ttl`.
+    pub async fn existing() -> Result<Option<Self>> {
+        let Some(storage) = StorageAccess::from_env()? else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let kubeconfig = Kubeconfig::from_env()
+            .context("failed to read the kubeconfig KUBECONFIG names")?
+            .context("KUBECONFIG is not set")?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        let client = Client::try_from(config)?;
+        client
+            .apiserver_version()
+            .await
+            .context("the cluster KUBECONFIG names does not answer")?;
+        let event_ttl = existing::apiserver_flag(&client, "--event-ttl")
+            .await?
+            .map(|v| existing::parse_duration(&v))
+            .transpose()?
+            .unwrap_or(existing::DEFAULT_EVENT_TTL);
+        storage
+            .ctl(&["endpoint", "health"])
+            .await
+            .context("the storage of the existing cluster is not healthy")?;
+        Ok(Some(Self {
+            backend: Backend::Existing {
+                storage,
+                attached: Instant::now(),
+            },
+            client,
+            up_time: started.elapsed(),
+            event_ttl,
+        }))
     }
 
     /// A client with cluster-admin rights.
@@ -129,9 +213,24 @@ impl ControlPlane {
         self.client.clone()
     }
 
-    /// The storage this control plane runs on.
-    pub fn storage(&self) -> Storage {
-        self.storage
+    /// What the suite runs on, for messages: the storage of a local control plane, or
+    /// "existing" for a cluster given by `KUBECONFIG`.
+    pub fn label(&self) -> &'static str {
+        match &self.backend {
+            Backend::Local { storage, .. } => storage.name(),
+            Backend::Existing { .. } => "existing",
+        }
+    }
+
+    /// Whether the pods of this control plane run on kwok's fake nodes (a local control plane)
+    /// rather than on real kubelets (an existing cluster).
+    pub fn fake_nodes(&self) -> bool {
+        matches!(self.backend, Backend::Local { .. })
+    }
+
+    /// kube-apiserver's `--event-ttl`: how long Events live in the storage.
+    pub fn event_ttl(&self) -> Duration {
+        self.event_ttl
     }
 
     /// How long `e2e/local/up` took.
@@ -139,43 +238,70 @@ impl ControlPlane {
         self.up_time
     }
 
-    /// A `KEY=value` fact that `up` wrote to `cluster.env`.
+    /// A `KEY=value` fact that a local `up` wrote to `cluster.env`.
     pub fn fact(&self, key: &str) -> Result<&str> {
-        self.facts
-            .get(key)
-            .map(String::as_str)
-            .with_context(|| format!("cluster.env has no {key}"))
-    }
-
-    /// Runs etcdctl against the storage cluster (the state dir's `storagectl`), returning stdout.
-    pub async fn storagectl(&self, args: &[&str]) -> Result<String> {
-        let out = tokio::process::Command::new(self.state.path().join("bin/storagectl"))
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(30), out)
-            .await
-            .context("storagectl did not finish in 30 s")??;
-        if !out.status.success() {
-            bail!(
-                "storagectl {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        match &self.backend {
+            Backend::Local { facts, .. } => facts
+                .get(key)
+                .map(String::as_str)
+                .with_context(|| format!("cluster.env has no {key}")),
+            Backend::Existing { .. } => bail!("an existing cluster has no cluster.env ({key})"),
         }
-        Ok(String::from_utf8(out.stdout)?)
     }
 
-    /// The kube-apiserver log so far.
-    pub fn apiserver_log(&self) -> Result<String> {
-        let path = self.fact("APISERVER_LOG")?;
-        std::fs::read_to_string(path).with_context(|| format!("failed to read {path}"))
+    /// Runs etcdctl against the storage cluster, returning stdout.
+    pub async fn storagectl(&self, args: &[&str]) -> Result<String> {
+        match &self.backend {
+            Backend::Local { state, .. } => {
+                existing::run_bounded(&state.path().join("bin/storagectl"), &[], args).await
+            }
+            Backend::Existing { storage, .. } => storage.ctl(args).await,
+        }
+    }
+
+    /// The kube-apiserver log: all of it for a local control plane; for an existing cluster,
+    /// every kube-apiserver pod's log since the suite attached.
+    pub async fn apiserver_log(&self) -> Result<String> {
+        match &self.backend {
+            Backend::Local { .. } => {
+                let path = self.fact("APISERVER_LOG")?;
+                std::fs::read_to_string(path).with_context(|| format!("failed to read {path}"))
+            }
+            Backend::Existing { attached, .. } => {
+                let pods: Api<Pod> = Api::namespaced(self.client.clone(), "kube-system");
+                let list = pods
+                    .list(&ListParams::default().labels(existing::APISERVER_SELECTOR))
+                    .await?;
+                if list.items.is_empty() {
+                    bail!("no kube-apiserver pod ({})", existing::APISERVER_SELECTOR);
+                }
+                // A few seconds more than the suite ran: log lines carry their own time.
+                let since = i64::try_from(attached.elapsed().as_secs() + 5).unwrap_or(i64::MAX);
+                let mut log = String::new();
+                for pod in list.items {
+                    let name = pod.metadata.name.unwrap_or_default();
+                    let params = LogParams {
+                        since_seconds: Some(since),
+                        ..LogParams::default()
+                    };
+                    log.push_str(
+                        &pods
+                            .logs(&name, &params)
+                            .await
+                            .with_context(|| format!("failed to read the log of {name}"))?,
+                    );
+                }
+                Ok(log)
+            }
+        }
     }
 }
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
-        run_down_keeping_logs(self.state.path(), self.storage);
+        if let Backend::Local { storage, state, .. } = &self.backend {
+            run_down_keeping_logs(state.path(), *storage);
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Harness of the end-to-end tests that run on a kind cluster made by `e2e/kind/up`: a client for
 //! the cluster that `KUBECONFIG` names (or a reason to skip), temporary namespaces that are deleted
 //! whatever the test's outcome, bounded waits for conditions, commands run in pods, manifests of
-//! the repository applied, and a small S3 client for the in-cluster S3 server.
+//! the repository applied, a small S3 client for the in-cluster S3 server, and etcdctl for the
+//! oxcd storage under the cluster's kube-apiserver (`e2e/kind/up --control-plane-storage=oxcd`).
 
 pub mod cluster;
 pub mod exec;
@@ -10,6 +11,7 @@ pub mod namespace;
 pub mod operator;
 pub mod port_forward;
 pub mod s3;
+pub mod storage;
 pub mod wait;
 
 pub use cluster::{BUSYBOX_IMAGE_ENV, busybox_image, kind_client};

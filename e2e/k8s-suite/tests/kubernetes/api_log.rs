@@ -25,7 +25,7 @@ const FORBIDDEN: &[&str] = &[
 const EXPECTED: &[&str] = &["required revision has been compacted"];
 
 pub async fn run(cp: &ControlPlane) -> Result<()> {
-    let log = cp.apiserver_log()?;
+    let log = cp.apiserver_log().await?;
     // The watch check's compaction shows in this log: proof that it is the right log, read whole.
     ensure!(
         EXPECTED.iter().all(|e| log.contains(e)),
@@ -40,7 +40,7 @@ pub async fn run(cp: &ControlPlane) -> Result<()> {
     ensure!(
         bad.is_empty(),
         "kube-apiserver log on {} has storage errors:\n{}",
-        cp.storage().name(),
+        cp.label(),
         bad.join("\n")
     );
     Ok(())
