@@ -333,3 +333,48 @@ mod tests {
         ));
     }
 }
+
+/// An S3 request that failed after its retries, naming what, where and how often.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "failed to {action} s3://{bucket}/{key} at {endpoint} (up to {attempts} attempts per request)"
+)]
+pub struct S3CallError {
+    /// What was being done.
+    pub action: &'static str,
+    /// The bucket.
+    pub bucket: String,
+    /// The key.
+    pub key: String,
+    /// The endpoint.
+    pub endpoint: String,
+    /// Attempts per request.
+    pub attempts: u32,
+    /// The SDK error.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl S3Target {
+    /// Turns an SDK error of request `action` on `key` into an [`S3CallError`].
+    pub fn call_error<E: std::error::Error + Send + Sync + 'static>(
+        &self,
+        action: &'static str,
+        key: &str,
+    ) -> impl FnOnce(E) -> S3CallError {
+        let (bucket, endpoint, attempts) = (
+            self.bucket.clone(),
+            self.endpoint.clone(),
+            self.max_attempts,
+        );
+        let key = key.to_string();
+        move |e| S3CallError {
+            action,
+            bucket,
+            key,
+            endpoint,
+            attempts,
+            source: Box::new(e),
+        }
+    }
+}

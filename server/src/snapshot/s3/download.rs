@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use flate2::write::GzDecoder;
 use sha2::{Digest, Sha256};
 
-use super::client::S3Target;
+use super::client::{S3CallError, S3Target};
 use super::objects::{
     META_COMPRESSION, META_REVISION, META_SHA256, META_SIZE, ObjectsError, latest,
 };
@@ -49,22 +49,8 @@ pub enum DownloadError {
     #[error("failed to pick the snapshot to download")]
     Pick(#[from] ObjectsError),
     /// GetObject failed (after retries), e.g. the key does not exist.
-    #[error(
-        "failed to get s3://{bucket}/{key} at {endpoint} (up to {attempts} attempts per request)"
-    )]
-    Get {
-        /// The bucket.
-        bucket: String,
-        /// The key.
-        key: String,
-        /// The endpoint.
-        endpoint: String,
-        /// Attempts per request.
-        attempts: u32,
-        /// The SDK error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    #[error(transparent)]
+    Get(#[from] S3CallError),
     /// The object lacks oxcd's metadata, so it cannot be verified.
     #[error("failed to verify s3://{bucket}/{key}: its metadata {field} is missing or invalid")]
     Metadata {
@@ -190,18 +176,12 @@ pub async fn download(
         Source::Key(k) => k.clone(),
         Source::Latest => latest(target).await?.key,
     };
-    let (bucket, endpoint) = (target.bucket.clone(), target.endpoint.clone());
+    let bucket = target.bucket.clone();
     let get = target.client.get_object().bucket(&bucket).key(&key);
     let mut object = sse::get_object(get, &target.sse)
         .send()
         .await
-        .map_err(|e| DownloadError::Get {
-            bucket: bucket.clone(),
-            key: key.clone(),
-            endpoint,
-            attempts: target.max_attempts,
-            source: Box::new(e),
-        })?;
+        .map_err(target.call_error("get", &key))?;
     let meta = object.metadata().cloned().unwrap_or_default();
     let field = |field: &'static str| DownloadError::Metadata {
         bucket: bucket.clone(),

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::client::S3Target;
+use super::client::{S3CallError, S3Target};
 use super::objects::{INCOMING, ObjectsError, SnapshotObject, join, list_snapshots};
 
 /// Staging objects older than this are leftovers of failed uploads (none runs this long).
@@ -49,22 +49,8 @@ pub enum PruneError {
     #[error("failed to list the snapshots to prune")]
     List(#[from] ObjectsError),
     /// A DeleteObject call failed (after retries); earlier deletions stand.
-    #[error(
-        "failed to delete s3://{bucket}/{key} at {endpoint} (up to {attempts} attempts per request)"
-    )]
-    Delete {
-        /// The bucket.
-        bucket: String,
-        /// The key.
-        key: String,
-        /// The endpoint.
-        endpoint: String,
-        /// Attempts per request.
-        attempts: u32,
-        /// The SDK error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    #[error(transparent)]
+    Delete(#[from] S3CallError),
 }
 
 /// Parses `30d`, `12h`, `90m`, `45s` (or combinations such as `1d12h`).
@@ -167,13 +153,7 @@ async fn delete_key(target: &S3Target, key: &str) -> Result<(), PruneError> {
         .key(key)
         .send()
         .await
-        .map_err(|e| PruneError::Delete {
-            bucket: target.bucket.clone(),
-            key: key.to_string(),
-            endpoint: target.endpoint.clone(),
-            attempts: target.max_attempts,
-            source: Box::new(e),
-        })?;
+        .map_err(target.call_error("delete", key))?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 
-use super::client::S3Target;
+use super::client::{S3CallError, S3Target};
 use super::objects::{META_COMPRESSION, META_REVISION, META_SHA256, META_SIZE, META_SNAPSHOT_SIZE};
 use super::sse;
 use super::upload::{MIN_PART_SIZE, UploadOptions, Uploaded};
@@ -14,45 +14,8 @@ use super::upload::{MIN_PART_SIZE, UploadOptions, Uploaded};
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// An S3 call failed after its retries.
-    #[error(
-        "failed to {action} s3://{bucket}/{key} at {endpoint} (up to {attempts} attempts per request)"
-    )]
-    S3 {
-        /// What was being done.
-        action: &'static str,
-        /// The bucket.
-        bucket: String,
-        /// The key.
-        key: String,
-        /// The endpoint.
-        endpoint: String,
-        /// Attempts per request.
-        attempts: u32,
-        /// The SDK error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
-
-fn s3_error<E: std::error::Error + Send + Sync + 'static>(
-    target: &S3Target,
-    action: &'static str,
-    key: &str,
-) -> impl FnOnce(E) -> PublishError {
-    let (bucket, endpoint, attempts) = (
-        target.bucket.clone(),
-        target.endpoint.clone(),
-        target.max_attempts,
-    );
-    let key = key.to_string();
-    move |e| PublishError::S3 {
-        action,
-        bucket,
-        key,
-        endpoint,
-        attempts,
-        source: Box::new(e),
-    }
+    #[error(transparent)]
+    S3(#[from] S3CallError),
 }
 
 /// Copies the staging object to its final key with the metadata: one CopyObject, or a
@@ -85,7 +48,7 @@ pub async fn publish(
         sse::copy_object(copy, &target.sse)
             .send()
             .await
-            .map_err(s3_error(target, "publish", &up.key))?;
+            .map_err(target.call_error("publish", &up.key))?;
         return Ok(());
     }
     let mut create = target
@@ -99,7 +62,7 @@ pub async fn publish(
     let created = sse::create_multipart(create, &target.sse)
         .send()
         .await
-        .map_err(s3_error(target, "start the multipart copy to", &up.key))?;
+        .map_err(target.call_error("start the multipart copy to", &up.key))?;
     let upload_id = created.upload_id().unwrap_or_default().to_string();
     let copied = copy_parts(target, &source, &up.key, &upload_id, up.size, opts).await;
     if copied.is_err() {
@@ -141,7 +104,7 @@ async fn copy_parts(
         let out = sse::upload_part_copy(request, &target.sse)
             .send()
             .await
-            .map_err(s3_error(target, "copy a part to", key))?;
+            .map_err(target.call_error("copy a part to", key))?;
         let e_tag = out
             .copy_part_result()
             .and_then(|r| r.e_tag())
@@ -167,6 +130,6 @@ async fn copy_parts(
         )
         .send()
         .await
-        .map_err(s3_error(target, "complete the multipart copy to", key))?;
+        .map_err(target.call_error("complete the multipart copy to", key))?;
     Ok(())
 }

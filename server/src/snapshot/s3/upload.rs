@@ -17,7 +17,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
-use super::client::S3Target;
+use super::client::{S3CallError, S3Target};
 use super::objects::{INCOMING, join, snapshot_key};
 use super::publish::{PublishError, publish};
 use super::sse;
@@ -98,45 +98,8 @@ pub enum UploadError {
     #[error("failed to publish the uploaded snapshot")]
     Publish(#[from] PublishError),
     /// An S3 call failed after its retries.
-    #[error(
-        "failed to {action} s3://{bucket}/{key} at {endpoint} (up to {attempts} attempts per request)"
-    )]
-    S3 {
-        /// What was being done.
-        action: &'static str,
-        /// The bucket.
-        bucket: String,
-        /// The key.
-        key: String,
-        /// The endpoint.
-        endpoint: String,
-        /// Attempts per request.
-        attempts: u32,
-        /// The SDK error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
-
-fn s3_error<E: std::error::Error + Send + Sync + 'static>(
-    target: &S3Target,
-    action: &'static str,
-    key: &str,
-) -> impl FnOnce(E) -> UploadError {
-    let (bucket, endpoint, attempts) = (
-        target.bucket.clone(),
-        target.endpoint.clone(),
-        target.max_attempts,
-    );
-    let key = key.to_string();
-    move |e| UploadError::S3 {
-        action,
-        bucket,
-        key,
-        endpoint,
-        attempts,
-        source: Box::new(e),
-    }
+    #[error(transparent)]
+    S3(#[from] S3CallError),
 }
 
 /// Checks the snapshot as it flows: size rule and SHA-256 trailer, holding back the last 32
@@ -234,7 +197,7 @@ impl Parts<'_> {
         let out = sse::upload_part(request, &self.target.sse)
             .send()
             .await
-            .map_err(s3_error(self.target, "upload a part of", &self.key))?;
+            .map_err(self.target.call_error("upload a part of", &self.key))?;
         self.done.push(
             CompletedPart::builder()
                 .part_number(number)
@@ -276,7 +239,7 @@ pub async fn upload(
     let created = sse::create_multipart(create, &target.sse)
         .send()
         .await
-        .map_err(s3_error(target, "start a multipart upload to", &staging))?;
+        .map_err(target.call_error("start a multipart upload to", &staging))?;
     let upload_id = created.upload_id().unwrap_or_default().to_string();
     let mut parts = Parts {
         target,
@@ -385,10 +348,10 @@ async fn complete(parts: &mut Parts<'_>) -> Result<(), UploadError> {
         )
         .send()
         .await
-        .map_err(s3_error(
-            parts.target,
-            "complete the multipart upload of",
-            &parts.key,
-        ))?;
+        .map_err(
+            parts
+                .target
+                .call_error("complete the multipart upload of", &parts.key),
+        )?;
     Ok(())
 }
