@@ -22,6 +22,8 @@ pub enum MemberAction {
     Promote {
         /// The learner.
         member_id: u64,
+        /// Its ordinal.
+        ordinal: u32,
     },
     /// Move the leadership from the member about to be removed to `to`.
     MoveLeader {
@@ -127,6 +129,7 @@ pub fn plan(cluster: &ValidatedCluster, membership: &Membership) -> Plan {
             {
                 action = Some(MemberAction::Promote {
                     member_id: learner.id,
+                    ordinal: learner.ordinal.unwrap_or_default(),
                 });
             }
             _ => wait = Some(Wait::LearnerCatchingUp),

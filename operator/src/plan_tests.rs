@@ -61,7 +61,10 @@ fn a_caught_up_learner_is_promoted_and_a_lagging_one_waits() {
     );
     assert_eq!(
         plan_now.action,
-        Some(MemberAction::Promote { member_id: 103 })
+        Some(MemberAction::Promote {
+            member_id: 103,
+            ordinal: 3
+        })
     );
     assert_eq!(plan_now.statefulset_replicas, 4);
 

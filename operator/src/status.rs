@@ -174,7 +174,7 @@ pub fn build_status(
             reason::ADDING_MEMBER,
             format!("adding {} as a learner", cluster.names.member(*ordinal)),
         )),
-        (Some(MemberAction::Promote { member_id }), _) => Some((
+        (Some(MemberAction::Promote { member_id, .. }), _) => Some((
             reason::PROMOTING_LEARNER,
             format!("promoting learner {member_id:x}"),
         )),

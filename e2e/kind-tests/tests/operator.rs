@@ -227,9 +227,9 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
     let changes = membership_events(client, ns).await?;
     let expected = [
         "added store-3 as learner",
-        "promoted learner",
+        "promoted learner store-3",
         "added store-4 as learner",
-        "promoted learner",
+        "promoted learner store-4",
         "removed member store-4",
         "removed member store-3",
     ];

@@ -45,13 +45,53 @@ impl Context {
         action: &str,
         note: String,
     ) {
+        self.publish(cluster, type_, reason, action, note, None)
+            .await;
+    }
+
+    /// Publishes a Normal Event about `cluster` and the member pod `pod` it concerns.
+    pub async fn member_event(
+        &self,
+        cluster: &StoreCluster,
+        pod: &str,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let related = ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Pod".to_owned()),
+            name: Some(pod.to_owned()),
+            namespace: cluster.metadata.namespace.clone(),
+            ..ObjectReference::default()
+        };
+        self.publish(
+            cluster,
+            EventType::Normal,
+            reason,
+            action,
+            note,
+            Some(related),
+        )
+        .await;
+    }
+
+    async fn publish(
+        &self,
+        cluster: &StoreCluster,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+        secondary: Option<ObjectReference>,
+    ) {
         let reference: ObjectReference = cluster.object_ref(&());
         let event = Event {
             type_,
             reason: reason.to_owned(),
             note: Some(note),
             action: action.to_owned(),
-            secondary: None,
+            secondary,
         };
         match self.recorder.publish(&event, &reference).await {
             Ok(()) => self.metrics.wrote("Event", "apply"),

@@ -219,7 +219,7 @@ async fn act(
     action: &MemberAction,
     context: &Context,
 ) -> Result<(), ReconcileError> {
-    let (label, note) = match action {
+    let (label, ordinal, note) = match action {
         MemberAction::AddLearner { ordinal } => {
             let id = members
                 .add_learner(*ordinal)
@@ -227,19 +227,27 @@ async fn act(
                 .map_err(ReconcileError::Membership)?;
             (
                 "add_learner",
+                *ordinal,
                 format!(
                     "added {} as learner {id:x}",
                     validated.names.member(*ordinal)
                 ),
             )
         }
-        MemberAction::Promote { member_id } => {
+        MemberAction::Promote { member_id, ordinal } => {
             if let Err(error) = members.promote(*member_id).await {
                 // The leader judges "caught up" itself and may still refuse; try again soon.
                 tracing::info!(error = %crate::error_chain(&error), "learner not promoted yet");
                 return Ok(());
             }
-            ("promote", format!("promoted learner {member_id:x}"))
+            (
+                "promote",
+                *ordinal,
+                format!(
+                    "promoted learner {} ({member_id:x})",
+                    validated.names.member(*ordinal)
+                ),
+            )
         }
         MemberAction::MoveLeader { from_ordinal, to } => {
             let leader_url = members.client_url(*from_ordinal);
@@ -247,7 +255,11 @@ async fn act(
                 .move_leader(&leader_url, *to)
                 .await
                 .map_err(ReconcileError::Membership)?;
-            ("move_leader", format!("moved the leadership to {to:x}"))
+            (
+                "move_leader",
+                *from_ordinal,
+                format!("moved the leadership to {to:x}"),
+            )
         }
         MemberAction::Remove { member_id, ordinal } => {
             members
@@ -256,6 +268,7 @@ async fn act(
                 .map_err(ReconcileError::Membership)?;
             (
                 "remove",
+                *ordinal,
                 format!(
                     "removed member {} ({member_id:x})",
                     validated.names.member(*ordinal)
@@ -265,8 +278,11 @@ async fn act(
     };
     context.metrics.changed_membership(label);
     tracing::info!(cluster = %validated.names.cluster, "{note}");
+    // The member's pod is the event's related object: events of one kind about different
+    // members stay separate instead of folding into one series.
+    let pod = validated.names.member(ordinal);
     context
-        .event(cluster, EventType::Normal, "MembershipChanged", label, note)
+        .member_event(cluster, &pod, "MembershipChanged", label, note)
         .await;
     Ok(())
 }
