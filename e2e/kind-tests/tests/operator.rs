@@ -254,19 +254,27 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
             "pod {gone} still exists"
         );
     }
+    // The StatefulSet controller deletes their claims after their pods (whenScaled: Delete).
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    let left = claims.list(&ListParams::default()).await?;
-    let names: Vec<String> = left
-        .items
-        .iter()
-        .filter_map(|c| c.metadata.name.clone())
-        .collect();
-    ensure!(
-        !names
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = claims.list(&ListParams::default()).await?;
+        let kept: Vec<String> = left
+            .items
             .iter()
-            .any(|n| n.ends_with("store-3") || n.ends_with("store-4")),
-        "scaled-in members kept their volumes: {names:?}"
-    );
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
+            .filter_map(|c| c.metadata.name.clone())
+            .filter(|n| n.ends_with("store-3") || n.ends_with("store-4"))
+            .collect();
+        if kept.is_empty() {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "scaled-in members kept their volumes: {kept:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     Ok(())
 }
 
