@@ -248,30 +248,32 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
     );
 
     // Removed members' pods and volumes are gone.
-    for gone in ["store-3", "store-4"] {
-        ensure!(
-            pods.get_opt(gone).await?.is_none(),
-            "pod {gone} still exists"
-        );
-    }
-    // The StatefulSet controller deletes their claims after their pods (whenScaled: Delete).
+    // The StatefulSet controller deletes their pods after the membership shrank (graceful
+    // termination takes up to 30 s), and their claims after the pods.
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let left = claims.list(&ListParams::default()).await?;
-        let kept: Vec<String> = left
-            .items
-            .iter()
-            .filter(|c| c.metadata.deletion_timestamp.is_none())
-            .filter_map(|c| c.metadata.name.clone())
-            .filter(|n| n.ends_with("store-3") || n.ends_with("store-4"))
-            .collect();
-        if kept.is_empty() {
+        let mut left = Vec::new();
+        for gone in ["store-3", "store-4"] {
+            if pods.get_opt(gone).await?.is_some() {
+                left.push(format!("pod {gone}"));
+            }
+        }
+        let claims_left = claims.list(&ListParams::default()).await?;
+        left.extend(
+            claims_left
+                .items
+                .iter()
+                .filter(|c| c.metadata.deletion_timestamp.is_none())
+                .filter_map(|c| c.metadata.name.clone())
+                .filter(|n| n.ends_with("store-3") || n.ends_with("store-4")),
+        );
+        if left.is_empty() {
             break;
         }
         ensure!(
             tokio::time::Instant::now() < deadline,
-            "scaled-in members kept their volumes: {kept:?}"
+            "scaled-in members left behind: {left:?}"
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
