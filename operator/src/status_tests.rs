@@ -32,6 +32,16 @@ fn membership(healthy: &[bool], leader_ordinal: u32, versions: &[&str]) -> Membe
     }
 }
 
+/// What a reconcile that reached the members saw.
+fn reached<'a>(membership: &'a Membership, plan: &'a Plan) -> Outcome<'a> {
+    Outcome {
+        membership: Some(membership),
+        unreachable: None,
+        plan,
+        apply_error: None,
+    }
+}
+
 fn steady_plan() -> Plan {
     let cluster = validated(MINIMAL);
     Plan {
@@ -55,12 +65,7 @@ fn a_healthy_cluster_is_available_running_and_lists_its_members() {
     let cluster = validated(MINIMAL);
     let members = membership(&[true, true, true], 1, &["0.1.0", "0.2.0", "0.10.0"]);
     let plan = steady_plan();
-    let outcome = Outcome {
-        membership: Some(&members),
-        unreachable: None,
-        plan: &plan,
-        apply_error: None,
-    };
+    let outcome = reached(&members, &plan);
     let status = build_status(&cluster, None, &outcome, &at(100));
     assert_eq!(condition(&status, "Available").status, "True");
     assert_eq!(condition(&status, "Available").reason, "QuorumHealthy");
@@ -88,42 +93,12 @@ fn transition_times_move_only_when_a_condition_changes() {
     let cluster = validated(MINIMAL);
     let plan = steady_plan();
     let healthy = membership(&[true, true, true], 0, &[]);
-    let first = build_status(
-        &cluster,
-        None,
-        &Outcome {
-            membership: Some(&healthy),
-            unreachable: None,
-            plan: &plan,
-            apply_error: None,
-        },
-        &at(100),
-    );
-    let same = build_status(
-        &cluster,
-        Some(&first),
-        &Outcome {
-            membership: Some(&healthy),
-            unreachable: None,
-            plan: &plan,
-            apply_error: None,
-        },
-        &at(200),
-    );
+    let first = build_status(&cluster, None, &reached(&healthy, &plan), &at(100));
+    let same = build_status(&cluster, Some(&first), &reached(&healthy, &plan), &at(200));
     assert_eq!(first, same, "a steady cluster's status does not change");
 
     let one_down = membership(&[true, true, false], 0, &[]);
-    let degraded = build_status(
-        &cluster,
-        Some(&same),
-        &Outcome {
-            membership: Some(&one_down),
-            unreachable: None,
-            plan: &plan,
-            apply_error: None,
-        },
-        &at(300),
-    );
+    let degraded = build_status(&cluster, Some(&same), &reached(&one_down, &plan), &at(300));
     assert_eq!(condition(&degraded, "Degraded").status, "True");
     assert_eq!(condition(&degraded, "Degraded").reason, "MemberUnhealthy");
     assert_eq!(
@@ -143,17 +118,7 @@ fn quorum_loss_makes_the_cluster_unavailable() {
     let cluster = validated(MINIMAL);
     let plan = steady_plan();
     let members = membership(&[true, false, false], 0, &[]);
-    let status = build_status(
-        &cluster,
-        None,
-        &Outcome {
-            membership: Some(&members),
-            unreachable: None,
-            plan: &plan,
-            apply_error: None,
-        },
-        &at(1),
-    );
+    let status = build_status(&cluster, None, &reached(&members, &plan), &at(1));
     assert_eq!(condition(&status, "Available").reason, "QuorumLost");
 }
 
@@ -173,17 +138,7 @@ fn a_new_cluster_is_creating_until_its_members_answer_and_unreachable_afterwards
     assert_eq!(condition(&creating, "Progressing").status, "True");
 
     let healthy = membership(&[true, true, true], 0, &[]);
-    let running = build_status(
-        &cluster,
-        Some(&creating),
-        &Outcome {
-            membership: Some(&healthy),
-            unreachable: None,
-            plan: &plan,
-            apply_error: None,
-        },
-        &at(2),
-    );
+    let running = build_status(&cluster, Some(&creating), &reached(&healthy, &plan), &at(2));
     let lost = build_status(&cluster, Some(&running), &unreachable, &at(3));
     assert_eq!(lost.phase, Some(Phase::Degraded));
     assert_eq!(condition(&lost, "Degraded").reason, "MembersUnreachable");
@@ -196,17 +151,7 @@ fn scaling_shows_in_progressing_and_the_phase() {
     let mut plan = steady_plan();
     plan.action = Some(MemberAction::AddLearner { ordinal: 3 });
     let members = membership(&[true, true, true], 0, &[]);
-    let status = build_status(
-        &cluster,
-        None,
-        &Outcome {
-            membership: Some(&members),
-            unreachable: None,
-            plan: &plan,
-            apply_error: None,
-        },
-        &at(1),
-    );
+    let status = build_status(&cluster, None, &reached(&members, &plan), &at(1));
     assert_eq!(condition(&status, "Progressing").reason, "AddingMember");
     assert_eq!(
         condition(&status, "Progressing").message,
