@@ -15,10 +15,10 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use self::watcher::{CATCH_UP_MAX_REVS, Watcher, fragments, is_create};
+use self::watcher::{CATCH_UP_MAX_REVS, Watcher, attach_prev_kvs, fragments};
 use super::Member;
 use crate::error::EtcdError;
-use crate::mvcc::{KvRead, RangeEnd, RangeOptions};
+use crate::mvcc::KvRead;
 use crate::proto::etcdserverpb::{
     WatchCreateRequest, WatchRequest, WatchResponse, watch_request::RequestUnion,
     watch_server::Watch,
@@ -245,6 +245,13 @@ impl StreamTask {
             return Ok(());
         };
         let from = watcher.next_rev;
+        // The in-memory window keeps revisions a compaction applied since the watcher was
+        // created has removed from the store: a watcher still owed them is cancelled as
+        // compacted, exactly as if the compaction had come first (etcd's syncWatchers check).
+        let compacted = self.member.store.compact_rev();
+        if !watcher.synced && from < compacted {
+            return self.cancel_compacted(id, compacted).await;
+        }
         // Where this pass stops: `current`, unless a read from disk had to stop early.
         let mut upto = current;
         let events: Vec<Event> = match self.member.hub.recent(from, current) {
@@ -273,10 +280,19 @@ impl StreamTask {
                 }
             },
         };
-        let matching: Vec<Event> = events
+        let mut matching: Vec<Event> = events
             .into_iter()
             .filter(|e| e.kv.as_ref().is_some_and(|kv| watcher.contains(&kv.key)))
+            .filter(|e| !watcher.filtered(e))
             .collect();
+        if watcher.prev_kv
+            && let Err(compacted) = attach_prev_kvs(&*self.member.store, &mut matching)
+        {
+            // A previous value compacted away cannot be sent, and an event without it is one
+            // kube-apiserver refuses ("etcd event received with PrevKv=nil"): the watcher is
+            // cancelled as compacted instead, so the client relists.
+            return self.cancel_compacted(id, compacted).await;
+        }
         if watcher.synced {
             // Live delivery: one response per revision, stamped with that revision.
             let mut start = 0;
@@ -333,24 +349,8 @@ impl StreamTask {
         events: Vec<Event>,
         header_rev: i64,
     ) -> Result<(), Stop> {
-        let mut events: Vec<Event> = events
-            .into_iter()
-            .filter(|e| !watcher.filtered(e))
-            .collect();
         if events.is_empty() {
             return Ok(());
-        }
-        if watcher.prev_kv {
-            for event in events.iter_mut().filter(|e| !is_create(e)) {
-                let Some(kv) = &event.kv else { continue };
-                let opts = RangeOptions {
-                    rev: kv.mod_revision - 1,
-                    ..Default::default()
-                };
-                if let Ok(rr) = self.member.store.range(&kv.key, &RangeEnd::Single, opts) {
-                    event.prev_kv = rr.kvs.into_iter().next();
-                }
-            }
         }
         let resp = WatchResponse {
             header: self.header(header_rev),

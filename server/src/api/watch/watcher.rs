@@ -3,7 +3,8 @@
 
 use prost::Message;
 
-use crate::mvcc::RangeEnd;
+use crate::error::EtcdError;
+use crate::mvcc::{KvRead, RangeEnd, RangeOptions};
 use crate::proto::etcdserverpb::{
     WatchCreateRequest, WatchResponse, watch_create_request::FilterType,
 };
@@ -89,6 +90,26 @@ impl Watcher {
     }
 }
 
+/// Attaches each non-create event's previous key-value, read at the revision before the event.
+/// Fails with the store's compact revision when a previous value has been compacted away: the
+/// event cannot be sent as asked for.
+pub fn attach_prev_kvs(store: &impl KvRead, events: &mut [Event]) -> Result<(), i64> {
+    for event in events.iter_mut().filter(|e| !is_create(e)) {
+        let Some(kv) = &event.kv else { continue };
+        let opts = RangeOptions {
+            rev: kv.mod_revision - 1,
+            ..Default::default()
+        };
+        match store.range(&kv.key, &RangeEnd::Single, opts) {
+            Ok(rr) => event.prev_kv = rr.kvs.into_iter().next(),
+            Err(EtcdError::Compacted) => return Err(store.compact_rev()),
+            // Any other failure leaves the event as etcd would: without its previous value.
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// True for the event that created a key (no previous value to attach).
 pub fn is_create(event: &Event) -> bool {
     event.r#type == EventType::Put as i32
@@ -171,5 +192,82 @@ mod tests {
         assert!(parts[..parts.len() - 1].iter().all(|p| p.fragment));
         assert!(!parts[parts.len() - 1].fragment);
         assert_eq!(parts.iter().map(|p| p.events.len()).sum::<usize>(), 10);
+    }
+
+    /// One key's history: value `v<rev>` at every revision from 2 on, compacted at `compacted`.
+    struct History {
+        compacted: i64,
+    }
+
+    impl KvRead for History {
+        fn range(
+            &self,
+            key: &[u8],
+            _end: &RangeEnd,
+            opts: RangeOptions,
+        ) -> Result<crate::mvcc::store::RangeResult, EtcdError> {
+            if opts.rev < self.compacted {
+                return Err(EtcdError::Compacted);
+            }
+            let kv = KeyValue {
+                key: key.to_vec(),
+                value: format!("v{}", opts.rev).into_bytes(),
+                mod_revision: opts.rev,
+                create_revision: 2,
+                ..Default::default()
+            };
+            Ok(crate::mvcc::store::RangeResult {
+                kvs: vec![kv],
+                count: 1,
+                rev: opts.rev,
+            })
+        }
+        fn rev(&self) -> i64 {
+            10
+        }
+        fn compact_rev(&self) -> i64 {
+            self.compacted
+        }
+    }
+
+    fn update(rev: i64) -> Event {
+        Event {
+            r#type: EventType::Put as i32,
+            kv: Some(KeyValue {
+                key: b"k".to_vec(),
+                mod_revision: rev,
+                create_revision: 2,
+                ..Default::default()
+            }),
+            prev_kv: None,
+        }
+    }
+
+    #[test]
+    fn previous_values_come_from_the_revision_before_each_event() {
+        let mut events = vec![update(2), update(5), update(6)];
+        assert_eq!(
+            attach_prev_kvs(&History { compacted: 4 }, &mut events),
+            Ok(())
+        );
+        // The create has no previous value; the updates carry the value one revision earlier.
+        assert!(events[0].prev_kv.is_none());
+        assert_eq!(
+            events[1].prev_kv.as_ref().map(|kv| kv.value.as_slice()),
+            Some(&b"v4"[..])
+        );
+        assert_eq!(
+            events[2].prev_kv.as_ref().map(|kv| kv.value.as_slice()),
+            Some(&b"v5"[..])
+        );
+    }
+
+    #[test]
+    fn a_compacted_previous_value_fails_with_the_compact_revision_instead_of_a_nil_prev_kv() {
+        let mut events = vec![update(5), update(8)];
+        assert_eq!(
+            attach_prev_kvs(&History { compacted: 7 }, &mut events),
+            Err(7)
+        );
     }
 }
