@@ -259,6 +259,47 @@ impl ControlPlane {
         }
     }
 
+    /// Compacts the storage at `rev` and waits (at most 20 s) until every member has applied
+    /// the compaction. etcdctl's `compaction` returns once the member it asked has applied it;
+    /// kube-apiserver may read and watch through another member, which would still serve the
+    /// compacted revisions for a moment.
+    pub async fn compact_storage(&self, rev: u64) -> Result<()> {
+        self.storagectl(&["compaction", &rev.to_string()]).await?;
+        let endpoints: Vec<String> = match &self.backend {
+            Backend::Local { .. } => self
+                .fact("STORAGE_ENDPOINTS")?
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            Backend::Existing { storage, .. } => storage.endpoints().to_vec(),
+        };
+        let before = (rev - 1).max(1).to_string();
+        for endpoint in endpoints {
+            let pinned = format!("--endpoints={endpoint}");
+            let probe = [
+                pinned.as_str(),
+                "get",
+                "--consistency=s",
+                "--rev",
+                before.as_str(),
+                "compaction-probe",
+            ];
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                match self.storagectl(&probe).await {
+                    Err(e) if format!("{e:#}").contains("required revision has been compacted") => {
+                        break;
+                    }
+                    outcome if tokio::time::Instant::now() >= deadline => bail!(
+                        "{endpoint} still serves revision {before} 20 s after compacting at {rev}: {outcome:?}"
+                    ),
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The kube-apiserver log: all of it for a local control plane; for an existing cluster,
     /// every kube-apiserver pod's log since the suite attached.
     pub async fn apiserver_log(&self) -> Result<String> {

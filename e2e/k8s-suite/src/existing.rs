@@ -34,6 +34,7 @@ const CTL_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct StorageAccess {
     etcdctl: PathBuf,
     flags: Vec<String>,
+    endpoints: Vec<String>,
 }
 
 impl StorageAccess {
@@ -55,7 +56,13 @@ impl StorageAccess {
         Ok(Some(Self {
             etcdctl: toolchain_etcdctl(),
             flags,
+            endpoints: endpoints.split(',').map(str::to_owned).collect(),
         }))
+    }
+
+    /// The storage's client URLs, one per member.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
     }
 
     /// Runs `etcdctl <args>` against the storage, returning stdout.

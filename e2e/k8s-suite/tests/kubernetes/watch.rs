@@ -35,7 +35,7 @@ pub async fn run(cp: &ControlPlane) -> Result<()> {
     for i in 0..UPDATES {
         last_rv = rv(&label(&pts, "old", i).await?)?;
     }
-    cp.storagectl(&["compaction", &last_rv.to_string()]).await?;
+    cp.compact_storage(last_rv).await?;
 
     let mut stream = pts
         .watch(&WatchParams::default().timeout(10), &old_rv.to_string())
