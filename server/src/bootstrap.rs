@@ -1,8 +1,9 @@
 //! Bootstrapping a member the way etcd does: `--initial-cluster` names every member of a new
 //! cluster with its peer URLs, ids are derived from those URLs and `--initial-cluster-token`, and
 //! `--initial-cluster-state existing` joins a running cluster (after `member add`) by asking its
-//! members who this member is. A restarted member ignores these flags beyond checking that its
-//! data dir belongs to the same member and cluster token.
+//! members who this member is; a member the cluster knows as started cannot join again with an
+//! empty data dir. A restarted member ignores these flags beyond checking that its data dir
+//! belongs to the same member and cluster token.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -76,6 +77,21 @@ pub enum BootstrapError {
         "the existing cluster has no member with peer URLs {urls}: add it first (etcdctl member add {name} --peer-urls={urls})"
     )]
     NotAdded {
+        /// `--name`.
+        name: String,
+        /// This member's peer URLs.
+        urls: String,
+    },
+    /// The cluster lists this member as one that has already started (it published its
+    /// client URLs), yet this member starts with an empty data dir: its raft state (votes,
+    /// log) is gone, and rejoining under the same id could elect two leaders in one term or
+    /// lose acknowledged writes. It has to be removed and added again as a new member.
+    #[error(
+        "member {id:x} has already been bootstrapped, but its data dir is empty: remove it (etcdctl member remove {id:x}) and add it again (etcdctl member add {name} --peer-urls={urls})"
+    )]
+    AlreadyBootstrapped {
+        /// The member's id.
+        id: u64,
         /// `--name`.
         name: String,
         /// This member's peer URLs.
@@ -223,6 +239,13 @@ impl Bootstrap {
                                 urls: cfg.initial_advertise_peer_urls.join(","),
                             });
                         };
+                        if !me.client_ur_ls.is_empty() {
+                            return Err(BootstrapError::AlreadyBootstrapped {
+                                id: me.id,
+                                name: cfg.name.clone(),
+                                urls: cfg.initial_advertise_peer_urls.join(","),
+                            });
+                        }
                         let mut identity = fresh_identity(
                             &cfg.name,
                             &cfg.initial_advertise_peer_urls,

@@ -279,3 +279,40 @@ async fn members_of_another_cluster_or_token_are_refused() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_started_member_that_lost_its_data_dir_is_refused_until_replaced() {
+    let mut cluster = OxcdCluster::start(3, &[]).await.expect("cluster");
+    let initial = cluster
+        .members()
+        .iter()
+        .map(|m| format!("{}={}", m.name(), m.peer_url()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let id = cluster.member_id(2).await.expect("id");
+    let member = cluster.member(2);
+    member.kill().expect("kill");
+    std::fs::remove_dir_all(member.data_dir()).expect("lose the data dir");
+    member.set_cluster_args(&[
+        "--initial-cluster",
+        &initial,
+        "--initial-cluster-state",
+        "existing",
+    ]);
+    // Rejoining under its old id with no raft state is refused, with the way out.
+    let err = member
+        .restart()
+        .await
+        .expect_err("an emptied member must not rejoin");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("member {id:x} has already been bootstrapped"))
+            && text.contains(&format!("etcdctl member remove {id:x}")),
+        "{text}"
+    );
+    // The cluster is untouched: still three members, the emptied one still listed.
+    let mut client = cluster.members()[0].client().await.expect("client");
+    let list = client.member_list().await.expect("member list");
+    assert_eq!(list.members().len(), 3);
+    assert!(list.members().iter().any(|m| m.id() == id));
+}
