@@ -49,6 +49,9 @@ pub struct ObservedMember {
     pub is_learner: bool,
     /// Its status, or `None` when it did not answer.
     pub health: Option<MemberHealth>,
+    /// Its pod reports that it lost its data dir (see `reconcile::lost_members`): it has to be
+    /// replaced. Not known from the etcd API; the reconciler fills it in.
+    pub lost_data: bool,
 }
 
 /// The membership as the cluster reports it.
@@ -190,6 +193,7 @@ impl Members {
                 ordinal,
                 is_learner: member.is_learner(),
                 health,
+                lost_data: false,
             });
         }
         Ok(Membership { members })

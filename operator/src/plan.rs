@@ -1,6 +1,7 @@
 //! The membership planner: from the desired size and the observed membership, the one
 //! membership change of this reconcile (add a learner, promote it, move the leadership off a
-//! member about to go, remove it) and the StatefulSet size and bootstrap settings that follow.
+//! member about to go, remove it, replace a member that lost its data) and the StatefulSet size
+//! and bootstrap settings that follow.
 //! Pure: unit-tested from fixtures. Never acts while the change would risk quorum.
 
 use crate::build::{Bootstrap, ClusterState};
@@ -34,6 +35,14 @@ pub enum MemberAction {
     },
     /// Remove member `member_id` (its pod goes after).
     Remove {
+        /// The member.
+        member_id: u64,
+        /// Its ordinal.
+        ordinal: u32,
+    },
+    /// Remove member `member_id`, which lost its data, so that it can be added again as a new
+    /// learner under the same ordinal (by a later reconcile).
+    Replace {
         /// The member.
         member_id: u64,
         /// Its ordinal.
@@ -113,11 +122,29 @@ pub fn plan(cluster: &ValidatedCluster, membership: &Membership) -> Plan {
     let learner = membership.members.iter().find(|m| m.is_learner);
     let all_healthy = membership.members.iter().all(healthy);
     let leader = membership.leader();
-    let max_ordinal = membership.members.iter().filter_map(|m| m.ordinal).max();
 
     let mut action = None;
     let mut wait = None;
-    if let Some(learner) = learner {
+    if let Some(lost) = membership.members.iter().find(|m| m.lost_data) {
+        // A member that lost its data cannot come back under its id; replacing it starts by
+        // removing it, once everyone else is healthy and led (so the removal commits and the
+        // remaining voters keep their quorum). The re-add below fills its ordinal again.
+        let others_healthy = membership
+            .members
+            .iter()
+            .filter(|m| m.id != lost.id)
+            .all(healthy);
+        if !others_healthy {
+            wait = Some(Wait::MemberUnhealthy);
+        } else if leader.is_none() {
+            wait = Some(Wait::NoLeader);
+        } else {
+            action = Some(MemberAction::Replace {
+                member_id: lost.id,
+                ordinal: lost.ordinal.unwrap_or_default(),
+            });
+        }
+    } else if let Some(learner) = learner {
         // Finish an addition before anything else; a learner counts toward nothing.
         let leader_applied = leader
             .and_then(|id| membership.member(id))
@@ -140,9 +167,15 @@ pub fn plan(cluster: &ValidatedCluster, membership: &Membership) -> Plan {
         } else if leader.is_none() {
             wait = Some(Wait::NoLeader);
         } else if voters.len() < desired {
-            action = Some(MemberAction::AddLearner {
-                ordinal: max_ordinal.map_or(0, |max| max + 1),
-            });
+            // The lowest free ordinal: the next one when growing, the gap a replaced member
+            // left otherwise.
+            let taken: Vec<u32> = membership
+                .members
+                .iter()
+                .filter_map(|m| m.ordinal)
+                .collect();
+            let ordinal = (0..).find(|o| !taken.contains(o)).unwrap_or_default();
+            action = Some(MemberAction::AddLearner { ordinal });
         } else if let Some(last) = voters.iter().max_by_key(|m| m.ordinal) {
             let ordinal = last.ordinal.unwrap_or_default();
             action = Some(if leader == Some(last.id) {
@@ -173,7 +206,9 @@ pub fn plan(cluster: &ValidatedCluster, membership: &Membership) -> Plan {
         .collect();
     match &action {
         Some(MemberAction::AddLearner { ordinal }) => ordinals.push(*ordinal),
-        Some(MemberAction::Remove { ordinal, .. }) => ordinals.retain(|o| o != ordinal),
+        Some(MemberAction::Remove { ordinal, .. } | MemberAction::Replace { ordinal, .. }) => {
+            ordinals.retain(|o| o != ordinal);
+        }
         _ => {}
     }
     ordinals.sort_unstable();

@@ -1,6 +1,6 @@
 //! The membership planner: scale out through a learner, scale in removing the highest member
-//! (leader moved off first), waiting while members are unhealthy, and the bootstrap of clusters
-//! that never answered.
+//! (leader moved off first), replacing a member that lost its data, waiting while members are
+//! unhealthy, and the bootstrap of clusters that never answered.
 
 use super::*;
 use crate::members::MemberHealth;
@@ -21,6 +21,7 @@ fn member(ordinal: u32, learner: bool, applied: Option<u64>, leader: u64) -> Obs
             applied_index,
             leader,
         }),
+        lost_data: false,
     }
 }
 
@@ -164,4 +165,73 @@ fn an_unreachable_existing_cluster_is_left_as_it_is() {
     let plan = plan_unreachable(&cluster(5), Some(existing.clone()), Some(4));
     assert_eq!((plan.statefulset_replicas, plan.bootstrap), (4, existing));
     assert_eq!(plan.action, None);
+}
+
+#[test]
+fn a_member_that_lost_its_data_is_removed_then_added_again_under_its_ordinal() {
+    let mut members = voters(3, 0);
+    members[1].health = None;
+    members[1].lost_data = true;
+    let removal = plan(
+        &cluster(3),
+        &Membership {
+            members: members.clone(),
+        },
+    );
+    assert_eq!(
+        removal.action,
+        Some(MemberAction::Replace {
+            member_id: 101,
+            ordinal: 1
+        })
+    );
+    // Ordinal 2 stays: the StatefulSet keeps its size, the bootstrap drops the removed member.
+    assert_eq!(removal.statefulset_replicas, 3);
+    assert_eq!(removal.bootstrap.members.len(), 2);
+
+    // Once it is gone, the gap it left is refilled before anything grows past it.
+    members.remove(1);
+    let readd = plan(&cluster(3), &Membership { members });
+    assert_eq!(readd.action, Some(MemberAction::AddLearner { ordinal: 1 }));
+    assert_eq!(readd.statefulset_replicas, 3);
+    assert_eq!(readd.bootstrap.members[1].0, "demo-1");
+}
+
+#[test]
+fn a_lost_member_waits_while_another_member_is_unhealthy_or_leaderless() {
+    let mut members = voters(3, 0);
+    members[1].health = None;
+    members[1].lost_data = true;
+    members[2].health = None;
+    let plan_unhealthy = plan(&cluster(3), &Membership { members });
+    assert_eq!(
+        (plan_unhealthy.action, plan_unhealthy.wait),
+        (None, Some(Wait::MemberUnhealthy))
+    );
+
+    let mut members: Vec<ObservedMember> = (0..3).map(|o| member(o, false, Some(5), 0)).collect();
+    members[2].health = None;
+    members[2].lost_data = true;
+    let plan_leaderless = plan(&cluster(3), &Membership { members });
+    assert_eq!(
+        (plan_leaderless.action, plan_leaderless.wait),
+        (None, Some(Wait::NoLeader))
+    );
+}
+
+#[test]
+fn a_learner_that_lost_its_data_is_removed_instead_of_awaited() {
+    let mut members = voters(3, 0);
+    let mut learner = member(3, true, None, 0);
+    learner.lost_data = true;
+    members.push(learner);
+    let plan = plan(&cluster(5), &Membership { members });
+    assert_eq!(
+        plan.action,
+        Some(MemberAction::Replace {
+            member_id: 103,
+            ordinal: 3
+        })
+    );
+    assert_eq!(plan.statefulset_replicas, 3);
 }

@@ -189,6 +189,13 @@ pub fn build_status(
             reason::REMOVING_MEMBER,
             format!("removing {}", cluster.names.member(*ordinal)),
         )),
+        (Some(MemberAction::Replace { ordinal, .. }), _) => Some((
+            reason::REPLACING_MEMBER,
+            format!(
+                "replacing {}: it lost its data; removing it, then adding it again",
+                cluster.names.member(*ordinal)
+            ),
+        )),
         (None, Some(Wait::LearnerCatchingUp)) => Some((
             reason::ADDING_MEMBER,
             "waiting for the learner to catch up".to_owned(),

@@ -1,7 +1,8 @@
 //! The operator on kind with real oxcd pods: a StoreCluster of 3 becomes Available as one
 //! cluster; data written survives deleting a pod; only a pod labelled like kube-apiserver
 //! reaches the client port, and only with the generated client certificate; 3→5→3 adds learners,
-//! promotes them and removes members in that order while a client keeps writing.
+//! promotes them and removes members in that order while a client keeps writing; a member whose
+//! pod and volume are lost is replaced by a new member under the same name.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -277,6 +278,81 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+
+    replace_lost_member(client, ns, &pods, &claims).await
+}
+
+/// A member whose pod and volume are lost comes back as a new member under the same name: the
+/// operator removes the old member (the new pod refuses to rejoin under its id with no data),
+/// adds it again as a learner and promotes it once it caught up.
+async fn replace_lost_member(
+    client: &Client,
+    ns: &str,
+    pods: &Api<Pod>,
+    claims: &Api<PersistentVolumeClaim>,
+) -> anyhow::Result<()> {
+    let member_id = |sc: &DynamicObject| {
+        sc.data["status"]["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["name"] == "store-1")
+            .and_then(|m| m["id"].as_str().map(str::to_owned))
+    };
+    let before = member_id(&await_ready(client, ns, 3).await?);
+    ensure!(before.is_some(), "store-1 is not in the members table");
+    claims
+        .delete("data-store-1", &DeleteParams::default())
+        .await?;
+    pods.delete("store-1", &DeleteParams::default()).await?;
+    let clusters = store_clusters(client, ns);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let sc = clusters.get(CLUSTER).await?;
+        let now = member_id(&sc);
+        if is_ready(&sc, 3) && now.is_some() && now != before {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "store-1 not replaced after {WAIT:?} (member id {before:?} → {now:?})\nstatus: {}\noperator:\n{}",
+                sc.data["status"],
+                operator_logs().await
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // The new member holds everything the old one had.
+    let mut replaced = MemberClient::connect(client, ns, "store-1", CLIENT_SECRET).await?;
+    let read = replaced
+        .etcd
+        .get(
+            "/registry/e2e/",
+            Some(GetOptions::new().with_prefix().with_serializable()),
+        )
+        .await?;
+    ensure!(
+        read.kvs().len() == 100,
+        "the replaced store-1 has {} of 100 keys",
+        read.kvs().len()
+    );
+    let changes = membership_events(client, ns).await?;
+    let replacement = changes
+        .iter()
+        .skip_while(|note| !note.starts_with("removed member store-1"))
+        .collect::<Vec<_>>();
+    ensure!(
+        replacement
+            .first()
+            .is_some_and(|n| n.contains("lost its data"))
+            && replacement
+                .get(1)
+                .is_some_and(|n| n.starts_with("added store-1 as learner"))
+            && replacement
+                .get(2)
+                .is_some_and(|n| n.starts_with("promoted learner store-1")),
+        "store-1 was not replaced by remove → add learner → promote: {changes:#?}"
+    );
     Ok(())
 }
 

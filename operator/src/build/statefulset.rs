@@ -208,6 +208,9 @@ fn container(cluster: &ValidatedCluster) -> Container {
         liveness_probe: Some(probe("/livez", 10, 3)),
         readiness_probe: Some(probe("/readyz", 5, 2)),
         resources: cluster.spec.resources.clone(),
+        // A member that exits names why in its last log lines; kept as the termination message,
+        // the operator reads them (a member that lost its data is replaced from its refusal).
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         volume_mounts: Some(mounts),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),

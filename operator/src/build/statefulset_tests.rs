@@ -141,6 +141,11 @@ fn pods_run_as_non_root_with_a_read_only_root_and_no_capabilities() {
     );
     assert_eq!(pod.automount_service_account_token, Some(false));
     assert_eq!(pod.service_account_name.as_deref(), Some("demo"));
+    // Why a member exited stays readable in its status (a lost member is replaced from it).
+    assert_eq!(
+        pod.containers[0].termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError")
+    );
 }
 
 #[test]

@@ -5,6 +5,8 @@
 
 mod apply;
 mod context;
+mod lost_members;
+mod membership;
 mod tls;
 
 pub use apply::{APPLIED_HASH, Applier, ApplyError};
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -173,8 +175,20 @@ async fn reconcile_valid(
         tls_state.client.clone(),
         u32::try_from(reach).unwrap_or(1),
     );
+    let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
     let (membership, unreachable) = match members.observe().await {
-        Ok(membership) => (Some(membership), None),
+        Ok(mut membership) => {
+            let refused = lost_members::observe(&pods, &validated.names)
+                .await
+                .map_err(|source| ReconcileError::Observe {
+                    what: "the members' pods",
+                    source,
+                })?;
+            for member in &mut membership.members {
+                member.lost_data = member.ordinal.and_then(|o| refused.get(&o)) == Some(&member.id);
+            }
+            (Some(membership), None)
+        }
         Err(error) => (None, Some(crate::error_chain(&error))),
     };
     let plan = match &membership {
@@ -184,12 +198,20 @@ async fn reconcile_valid(
 
     // One membership change, then the children that follow from it.
     if let Some(action) = &plan.action {
-        act(cluster, &validated, &members, action, context).await?;
+        membership::act(cluster, &validated, &members, action, context).await?;
     }
     let apply_error = apply_children(&validated, &plan, &applier, &tls_state.owned_secrets)
         .await
         .err()
         .map(|error| crate::error_chain(&error));
+    // A member added again under the ordinal of one that lost its data finds its pod
+    // crash-looping; restarted now, it reads the new bootstrap settings and joins at once.
+    if let (Some(MemberAction::AddLearner { ordinal }), None) = (&plan.action, &apply_error) {
+        // Failing only delays it: the pod restarts after its back-off anyway.
+        if let Err(error) = lost_members::restart_stopped(&pods, &validated.names, *ordinal).await {
+            tracing::warn!(error = %error, "could not restart the new member's stopped pod");
+        }
+    }
 
     let outcome = Outcome {
         membership: membership.as_ref(),
@@ -210,81 +232,6 @@ async fn reconcile_valid(
     } else {
         STEADY_REQUEUE
     }))
-}
-
-async fn act(
-    cluster: &StoreCluster,
-    validated: &ValidatedCluster,
-    members: &Members,
-    action: &MemberAction,
-    context: &Context,
-) -> Result<(), ReconcileError> {
-    let (label, ordinal, note) = match action {
-        MemberAction::AddLearner { ordinal } => {
-            let id = members
-                .add_learner(*ordinal)
-                .await
-                .map_err(ReconcileError::Membership)?;
-            (
-                "add_learner",
-                *ordinal,
-                format!(
-                    "added {} as learner {id:x}",
-                    validated.names.member(*ordinal)
-                ),
-            )
-        }
-        MemberAction::Promote { member_id, ordinal } => {
-            if let Err(error) = members.promote(*member_id).await {
-                // The leader judges "caught up" itself and may still refuse; try again soon.
-                tracing::info!(error = %crate::error_chain(&error), "learner not promoted yet");
-                return Ok(());
-            }
-            (
-                "promote",
-                *ordinal,
-                format!(
-                    "promoted learner {} ({member_id:x})",
-                    validated.names.member(*ordinal)
-                ),
-            )
-        }
-        MemberAction::MoveLeader { from_ordinal, to } => {
-            let leader_url = members.client_url(*from_ordinal);
-            members
-                .move_leader(&leader_url, *to)
-                .await
-                .map_err(ReconcileError::Membership)?;
-            (
-                "move_leader",
-                *from_ordinal,
-                format!("moved the leadership to {to:x}"),
-            )
-        }
-        MemberAction::Remove { member_id, ordinal } => {
-            members
-                .remove(*member_id)
-                .await
-                .map_err(ReconcileError::Membership)?;
-            (
-                "remove",
-                *ordinal,
-                format!(
-                    "removed member {} ({member_id:x})",
-                    validated.names.member(*ordinal)
-                ),
-            )
-        }
-    };
-    context.metrics.changed_membership(label);
-    tracing::info!(cluster = %validated.names.cluster, "{note}");
-    // The member's pod is the event's related object: events of one kind about different
-    // members stay separate instead of folding into one series.
-    let pod = validated.names.member(ordinal);
-    context
-        .member_event(cluster, &pod, "MembershipChanged", label, note)
-        .await;
-    Ok(())
 }
 
 async fn apply_children(
