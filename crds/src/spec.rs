@@ -65,6 +65,9 @@ use crate::StoreClusterStatus;
     )
 )]
 #[serde(rename_all = "camelCase")]
+// Version skew, as etcd allows it: members move one minor release at a time (checked against
+// the previous spec; the operator checks the running cluster version too).
+#[x_kube(validation = Rule::new("self.version == oldSelf.version || (int(self.version.split('.')[0].replace('v', '')) == int(oldSelf.version.split('.')[0].replace('v', '')) && (int(self.version.split('.')[1]) == int(oldSelf.version.split('.')[1]) || int(self.version.split('.')[1]) == int(oldSelf.version.split('.')[1]) + 1 || (int(self.version.split('.')[1]) + 1 == int(oldSelf.version.split('.')[1]) && has(self.allowDowngrade) && self.allowDowngrade)))").message("spec.version may change to another patch release or to the next minor release only (no skipped minor, no major change); one minor lower needs spec.allowDowngrade: true"))]
 pub struct StoreClusterSpec {
     /// Number of members: 1, 3, 5 or 7. Odd, because an even member adds no fault tolerance.
     /// Changed one membership change at a time: a learner is added and promoted, or a member is
@@ -75,8 +78,17 @@ pub struct StoreClusterSpec {
     pub replicas: i32,
     /// oxcd version the members run (semantic version such as `0.1.0`); the image tag unless
     /// `image` is set.
-    #[schemars(regex(pattern = r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"))]
+    /// Changes roll out one member at a time, followers first and the leader last: to another
+    /// patch release or the next minor release (one minor lower only with `allowDowngrade`).
+    #[schemars(
+        regex(pattern = r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"),
+        length(max = 64)
+    )]
     pub version: String,
+    /// Permits setting `version` one minor release lower than before (a downgrade, as etcd
+    /// supports it: one minor at a time). Without it a lower minor is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_downgrade: Option<bool>,
     /// Container image of the members; default: the operator's oxcd image repository tagged
     /// with `version`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

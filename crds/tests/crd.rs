@@ -101,3 +101,42 @@ fn election_timeout_must_be_five_heartbeats() {
     sc.spec.config.election_timeout_ms = Some(500);
     assert!(sc.validate_cel().is_ok());
 }
+
+#[test]
+fn version_moves_one_minor_at_a_time_and_down_only_when_allowed() {
+    let at = |version: &str, allow_downgrade: Option<bool>| {
+        let mut sc = cluster(MINIMAL);
+        sc.spec.version = version.to_owned();
+        sc.spec.allow_downgrade = allow_downgrade;
+        sc
+    };
+    let refused = |from: &StoreCluster, to: &StoreCluster| {
+        format!("{:?}", to.validate_cel_update(from)).contains("may change to another patch")
+    };
+    let old = at("0.1.0", None);
+    for allowed in ["0.1.0", "0.1.7", "0.2.0", "v0.2.1"] {
+        let new = at(allowed, None);
+        assert!(
+            !refused(&old, &new),
+            "0.1.0 → {allowed}: {:?}",
+            new.validate_cel_update(&old)
+        );
+    }
+    for skew in ["0.3.0", "1.1.0", "0.0.9"] {
+        assert!(refused(&old, &at(skew, None)), "0.1.0 → {skew} accepted");
+    }
+    let running = at("0.2.3", None);
+    assert!(
+        refused(&running, &at("0.1.0", None)),
+        "silent downgrade accepted"
+    );
+    assert!(refused(&running, &at("0.1.0", Some(false))));
+    assert!(
+        !refused(&running, &at("0.1.9", Some(true))),
+        "explicit downgrade refused"
+    );
+    assert!(
+        refused(&running, &at("0.0.9", Some(true))),
+        "two-minor downgrade accepted"
+    );
+}

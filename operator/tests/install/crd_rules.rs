@@ -89,6 +89,26 @@ pub(crate) async fn crd_rules_enforced_by_the_api_server(cx: &Cx) -> Result<()> 
         "tls.mode is immutable",
     )
     .await?;
+    // Version skew: no skipped minor, no silent downgrade.
+    cx.refused(
+        &patch(r#"{"spec":{"version":"0.3.0"}}"#),
+        "",
+        "spec.version may change to another patch release or to the next minor release only",
+    )
+    .await?;
+    cx.ok("kubectl", &patch(r#"{"spec":{"version":"0.2.0"}}"#))
+        .await?;
+    cx.refused(
+        &patch(r#"{"spec":{"version":"0.1.0"}}"#),
+        "",
+        "one minor lower needs spec.allowDowngrade: true",
+    )
+    .await?;
+    cx.ok(
+        "kubectl",
+        &patch(r#"{"spec":{"version":"0.1.0","allowDowngrade":true}}"#),
+    )
+    .await?;
 
     // Printer columns.
     let table = cx.ok("kubectl", &["get", "-n", ns, "oxsc"]).await?;
