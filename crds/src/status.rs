@@ -25,7 +25,7 @@ pub struct StoreClusterStatus {
     /// Label selector of the member pods (for the scale subresource).
     #[serde(default)]
     pub selector: String,
-    /// One-word summary: `Creating`, `Running`, `Scaling`, `Degraded` or `Invalid`.
+    /// One-word summary: `Creating`, `Running`, `Scaling`, `Updating`, `Degraded` or `Invalid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// Name of the member that leads.
@@ -46,6 +46,39 @@ pub struct StoreClusterStatus {
     /// `Available`, `Progressing` and `Degraded`, with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The rollout of a new version or pod template, while one is under way or stalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeStatus>,
+}
+
+/// A rollout: members restarted one at a time onto the StatefulSet's current pod template (a
+/// new version, resources or configuration), followers first and the leader last.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeStatus {
+    /// Cluster version when the rollout began (the lowest member version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Version the members move to (`spec.version`).
+    pub to: String,
+    /// StatefulSet revision (pod template) the members move to.
+    pub revision: String,
+    /// Where the rollout is.
+    pub phase: UpgradePhase,
+    /// Members already running the new template.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub updated: Vec<String>,
+}
+
+/// Where a rollout is.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpgradePhase {
+    /// Followers are restarted one at a time, each once every member is ready and caught up.
+    Followers,
+    /// Only the leader is left: the leadership moves to an updated member, then it restarts.
+    Leader,
+    /// A restarted member did not become ready; nothing else is touched (quorum intact).
+    Stalled,
 }
 
 /// A one-word summary of a StoreCluster's conditions.
@@ -57,6 +90,8 @@ pub enum Phase {
     Running,
     /// Members are being added or removed.
     Scaling,
+    /// Members are restarted one at a time onto a new version or pod template.
+    Updating,
     /// The cluster serves, but a member is unhealthy or a change is stuck.
     Degraded,
     /// The spec cannot be carried out (see the conditions).
@@ -134,4 +169,7 @@ pub mod reason {
     pub const APPLY_FAILED: &str = "ApplyFailed";
     /// Degraded: the members cannot be reached through the etcd API.
     pub const MEMBERS_UNREACHABLE: &str = "MembersUnreachable";
+    /// Degraded: a member restarted onto the new template did not become ready; the rollout
+    /// halted with the other members (and the quorum) untouched.
+    pub const UPGRADE_STALLED: &str = "UpgradeStalled";
 }

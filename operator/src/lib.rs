@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod names;
 pub mod plan;
 pub mod reconcile;
+pub mod rollout;
 pub mod status;
 pub mod validate;
 

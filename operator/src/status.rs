@@ -3,10 +3,13 @@
 //! members table, the leader and the endpoints. Pure: built from what the reconcile observed.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use oxcd_crds::{MemberRole, MemberStatus, Phase, StoreClusterStatus, condition, reason};
+use oxcd_crds::{
+    MemberRole, MemberStatus, Phase, StoreClusterStatus, UpgradeStatus, condition, reason,
+};
 
 use crate::members::Membership;
 use crate::plan::{MemberAction, Plan, Wait};
+use crate::rollout::{RolloutStep, RolloutWait};
 use crate::validate::ValidatedCluster;
 
 /// What the reconcile saw and did, for the status.
@@ -19,6 +22,10 @@ pub struct Outcome<'a> {
     pub plan: &'a Plan,
     /// Why applying children failed, if it did.
     pub apply_error: Option<String>,
+    /// The rollout step taken, when the membership was left alone.
+    pub rollout: Option<&'a RolloutStep>,
+    /// `status.upgrade` after that step.
+    pub upgrade: Option<UpgradeStatus>,
 }
 
 /// Sets condition `type_` in `conditions`, keeping its transition time unless its status
@@ -56,7 +63,7 @@ fn is_true(conditions: &[Condition], type_: &str) -> bool {
 }
 
 /// Orders versions numerically (`0.10.0` after `0.9.0`); the cluster version is the lowest.
-fn version_key(version: &str) -> Vec<u64> {
+pub fn version_key(version: &str) -> Vec<u64> {
     version
         .trim_start_matches('v')
         .split(['.', '-'])
@@ -211,7 +218,7 @@ pub fn build_status(
         (None, None) if outcome.membership.is_none() && !formed => {
             Some((reason::MEMBERS_STARTING, "starting the members".to_owned()))
         }
-        (None, None) => None,
+        (None, None) => outcome.rollout.and_then(|step| rolling_out(cluster, step)),
     };
     match progressing {
         Some((reason, message)) => set(condition::PROGRESSING, true, reason, message),
@@ -234,6 +241,16 @@ pub fn build_status(
             true,
             reason::APPLY_FAILED,
             error.clone(),
+        );
+    } else if let Some(RolloutStep::Stalled { ordinal }) = outcome.rollout {
+        set(
+            condition::DEGRADED,
+            true,
+            reason::UPGRADE_STALLED,
+            format!(
+                "{} did not become ready on the new pod template; the rollout is halted and the other members are untouched",
+                cluster.names.member(*ordinal)
+            ),
         );
     } else if outcome.membership.is_none() && formed {
         set(
@@ -269,6 +286,8 @@ pub fn build_status(
         Phase::Creating
     } else if outcome.plan.action.is_some() || outcome.plan.wait == Some(Wait::LearnerCatchingUp) {
         Phase::Scaling
+    } else if outcome.upgrade.is_some() {
+        Phase::Updating
     } else if is_true(&conditions, condition::AVAILABLE) {
         Phase::Running
     } else {
@@ -296,7 +315,37 @@ pub fn build_status(
         client_endpoints: vec![cluster.names.service_client_url(cluster.tls_enabled())],
         client_certificate_secret: cluster.tls.as_ref().map(|tls| tls.client.clone()),
         conditions,
+        upgrade: outcome.upgrade.clone(),
     }
+}
+
+/// Progressing's reason and message while a rollout is under way (`None` once it is done).
+fn rolling_out(cluster: &ValidatedCluster, step: &RolloutStep) -> Option<(&'static str, String)> {
+    let message = match step {
+        RolloutStep::Done => return None,
+        RolloutStep::DeletePod { ordinal } => format!(
+            "restarting {} on the new pod template",
+            cluster.names.member(*ordinal)
+        ),
+        RolloutStep::MoveLeader { from_ordinal, .. } => format!(
+            "moving the leadership off {} before restarting it last",
+            cluster.names.member(*from_ordinal)
+        ),
+        RolloutStep::Stalled { ordinal } => format!(
+            "halted: {} does not become ready on the new pod template",
+            cluster.names.member(*ordinal)
+        ),
+        RolloutStep::Wait(wait) => format!(
+            "rolling out the new pod template: waiting until {}",
+            match wait {
+                RolloutWait::RevisionPending => "the StatefulSet has taken the new template",
+                RolloutWait::PodNotReady => "every member pod is ready",
+                RolloutWait::MemberUnhealthy => "every member answers and a leader is known",
+                RolloutWait::CatchingUp => "every member has caught up with the leader",
+            }
+        ),
+    };
+    Some((reason::ROLLING_OUT, message))
 }
 
 /// The status of a StoreCluster that failed validation: Degraded `InvalidSpec`, everything

@@ -40,6 +40,8 @@ fn reached<'a>(membership: &'a Membership, plan: &'a Plan) -> Outcome<'a> {
         unreachable: None,
         plan,
         apply_error: None,
+        rollout: None,
+        upgrade: None,
     }
 }
 
@@ -132,6 +134,8 @@ fn a_new_cluster_is_creating_until_its_members_answer_and_unreachable_afterwards
         unreachable: Some("failed to reach any member".to_owned()),
         plan: &plan,
         apply_error: None,
+        rollout: None,
+        upgrade: None,
     };
     let creating = build_status(&cluster, None, &unreachable, &at(1));
     assert_eq!(creating.phase, Some(Phase::Creating));
@@ -178,4 +182,67 @@ fn an_invalid_spec_is_degraded_without_touching_the_rest() {
     assert_eq!(condition(&status, "Degraded").reason, "InvalidSpec");
     assert_eq!(status.leader.as_deref(), Some("demo-0"));
     assert_eq!(status.observed_generation, Some(4));
+}
+
+#[test]
+fn a_rollout_shows_as_updating_and_a_stalled_one_as_degraded_with_its_member() {
+    use crate::rollout::RolloutStep;
+    use oxcd_crds::{UpgradePhase, UpgradeStatus};
+
+    let cluster = validated(MINIMAL);
+    let members = membership(&[true, true, true], 0, &["0.1.0", "0.1.0", "0.1.0"]);
+    let plan = steady_plan();
+    let upgrade = UpgradeStatus {
+        from: Some("0.1.0".to_owned()),
+        to: "0.2.0".to_owned(),
+        revision: "demo-7c41".to_owned(),
+        phase: UpgradePhase::Followers,
+        updated: vec!["demo-2".to_owned()],
+    };
+    let restarting = RolloutStep::DeletePod { ordinal: 1 };
+    let outcome = Outcome {
+        rollout: Some(&restarting),
+        upgrade: Some(upgrade.clone()),
+        ..reached(&members, &plan)
+    };
+    let rolling = build_status(&cluster, None, &outcome, &at(1));
+    assert_eq!(rolling.phase, Some(Phase::Updating));
+    assert_eq!(condition(&rolling, "Progressing").reason, "RollingOut");
+    assert!(
+        condition(&rolling, "Progressing")
+            .message
+            .contains("demo-1")
+    );
+    assert_eq!(rolling.upgrade, Some(upgrade.clone()));
+
+    let stalled_step = RolloutStep::Stalled { ordinal: 2 };
+    let stalled_upgrade = UpgradeStatus {
+        phase: UpgradePhase::Stalled,
+        ..upgrade
+    };
+    let outcome = Outcome {
+        rollout: Some(&stalled_step),
+        upgrade: Some(stalled_upgrade),
+        ..reached(&members, &plan)
+    };
+    let stalled = build_status(&cluster, Some(&rolling), &outcome, &at(2));
+    assert_eq!(stalled.phase, Some(Phase::Degraded));
+    let degraded = condition(&stalled, "Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "UpgradeStalled")
+    );
+    assert!(degraded.message.contains("demo-2"), "{}", degraded.message);
+    // The quorum is intact: still available.
+    assert_eq!(condition(&stalled, "Available").status, "True");
+
+    let done = RolloutStep::Done;
+    let outcome = Outcome {
+        rollout: Some(&done),
+        ..reached(&members, &plan)
+    };
+    let finished = build_status(&cluster, Some(&stalled), &outcome, &at(3));
+    assert_eq!(finished.phase, Some(Phase::Running));
+    assert_eq!(finished.upgrade, None);
+    assert_eq!(condition(&finished, "Progressing").reason, "Reconciled");
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
@@ -346,6 +347,12 @@ pub fn build_statefulset(cluster: &ValidatedCluster, members: i32) -> StatefulSe
                 ..LabelSelector::default()
             },
             template: pod_template(cluster),
+            // Pods change only when the operator deletes them: one at a time, each once the
+            // cluster is healthy and caught up, the leader last (see `rollout`).
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".to_owned()),
+                rolling_update: None,
+            }),
             volume_claim_templates: Some(vec![volume_claim(cluster)]),
             // A member removed by scale-in must not come back with its old data.
             persistent_volume_claim_retention_policy: Some(

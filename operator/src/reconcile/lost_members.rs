@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams};
 
 use crate::names::Names;
 
@@ -68,19 +68,13 @@ pub fn has_restarted(pod: &Pod) -> bool {
 }
 
 /// The members' pods that report a refused rejoin: ordinal → the refused member's id.
-pub async fn observe(pods: &Api<Pod>, names: &Names) -> Result<BTreeMap<u32, u64>, kube::Error> {
-    let list = pods
-        .list(&ListParams::default().labels(&names.selector_string()))
-        .await?;
-    let prefix = format!("{}-", names.statefulset());
-    Ok(list
-        .items
-        .iter()
+pub fn refusals(pods: &[Pod], names: &Names) -> BTreeMap<u32, u64> {
+    pods.iter()
         .filter_map(|pod| {
-            let ordinal = pod.metadata.name.as_deref()?.strip_prefix(&prefix)?;
-            Some((ordinal.parse().ok()?, refused_member_id(pod)?))
+            let ordinal = names.ordinal(pod.metadata.name.as_deref()?)?;
+            Some((ordinal, refused_member_id(pod)?))
         })
-        .collect())
+        .collect()
 }
 
 /// Deletes member `ordinal`'s pod when its container has already stopped, so the StatefulSet

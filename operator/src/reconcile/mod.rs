@@ -7,6 +7,7 @@ mod apply;
 mod context;
 mod lost_members;
 mod membership;
+mod rolling;
 mod tls;
 
 pub use apply::{APPLIED_HASH, Applier, ApplyError};
@@ -20,7 +21,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -31,6 +32,7 @@ use crate::build::{self, Bootstrap};
 use crate::members::{Members, MembersError};
 use crate::names::FIELD_MANAGER;
 use crate::plan::{MemberAction, Plan, plan, plan_unreachable};
+use crate::rollout::{RolloutStep, plan_rollout, upgrade_status};
 use crate::status::{Outcome, build_status, invalid_status};
 use crate::validate::{ValidatedCluster, validate};
 
@@ -57,6 +59,15 @@ pub enum ReconcileError {
     /// Writing a child failed.
     #[error("failed to apply the children")]
     Apply(#[source] ApplyError),
+    /// Deleting a member pod (to restart it) failed.
+    #[error("failed to restart member pod {pod}")]
+    Restart {
+        /// The pod.
+        pod: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
     /// A membership change failed.
     #[error("failed to change the membership")]
     Membership(#[source] MembersError),
@@ -176,14 +187,17 @@ async fn reconcile_valid(
         u32::try_from(reach).unwrap_or(1),
     );
     let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
+    let member_pods = pods
+        .list(&ListParams::default().labels(&validated.names.selector_string()))
+        .await
+        .map_err(|source| ReconcileError::Observe {
+            what: "the members' pods",
+            source,
+        })?
+        .items;
     let (membership, unreachable) = match members.observe().await {
         Ok(mut membership) => {
-            let refused = lost_members::observe(&pods, &validated.names)
-                .await
-                .map_err(|source| ReconcileError::Observe {
-                    what: "the members' pods",
-                    source,
-                })?;
+            let refused = lost_members::refusals(&member_pods, &validated.names);
             for member in &mut membership.members {
                 member.lost_data = member.ordinal.and_then(|o| refused.get(&o)) == Some(&member.id);
             }
@@ -213,14 +227,49 @@ async fn reconcile_valid(
         }
     }
 
+    // With the membership settled, pods still on an older template are rolled one at a time.
+    let rollout = match (&membership, &plan.action, plan.wait, &apply_error) {
+        (Some(membership), None, None, None) => {
+            let statefulset = statefulsets
+                .get_opt(&validated.names.statefulset())
+                .await
+                .map_err(|source| ReconcileError::Observe {
+                    what: "the StatefulSet",
+                    source,
+                })?;
+            let observed = rolling::observe(statefulset.as_ref(), &member_pods, &validated.names);
+            let step = plan_rollout(membership, &observed, jiff::Timestamp::now());
+            rolling::act(&step, cluster, &validated, &members, &pods, context).await?;
+            let previous = cluster.status.as_ref().and_then(|s| s.upgrade.as_ref());
+            let upgrade = upgrade_status(
+                &step,
+                previous,
+                membership,
+                &observed,
+                &validated.spec.version,
+                &validated.names,
+            );
+            Some((step, upgrade))
+        }
+        _ => None,
+    };
     let outcome = Outcome {
         membership: membership.as_ref(),
         unreachable,
         plan: &plan,
         apply_error: apply_error.clone(),
+        rollout: rollout.as_ref().map(|(step, _)| step),
+        upgrade: match &rollout {
+            Some((_, upgrade)) => upgrade.clone(),
+            // A membership change pauses a rollout; its record stays.
+            None => cluster.status.as_ref().and_then(|s| s.upgrade.clone()),
+        },
     };
     let status = build_status(&validated, cluster.status.as_ref(), &outcome, &now());
-    let busy = plan.action.is_some() || plan.wait.is_some() || membership.is_none();
+    let rolling = rollout
+        .as_ref()
+        .is_some_and(|(step, _)| *step != RolloutStep::Done);
+    let busy = plan.action.is_some() || plan.wait.is_some() || membership.is_none() || rolling;
     write_status(cluster, status, context).await?;
     if let Some(error) = apply_error {
         context

@@ -1,0 +1,102 @@
+//! The Kubernetes side of a rollout: what the StatefulSet and the member pods say (the current
+//! template's revision, each pod's revision and readiness) and carrying out the planner's step
+//! (delete one pod, or move the leadership off the last outdated member first).
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
+use oxcd_crds::StoreCluster;
+
+use super::{Context, ReconcileError};
+use crate::members::Members;
+use crate::names::Names;
+use crate::rollout::{Observed, PodState, RolloutStep};
+use crate::validate::ValidatedCluster;
+
+/// The label the StatefulSet controller puts on each pod: the revision of its template.
+const REVISION_LABEL: &str = "controller-revision-hash";
+
+/// The rollout's view of `statefulset` and its member `pods`. The current revision counts only
+/// once the StatefulSet controller has seen the newest spec; a pod being deleted counts as not
+/// ready (it is on its way out even while its readiness still says otherwise).
+pub fn observe(statefulset: Option<&StatefulSet>, pods: &[Pod], names: &Names) -> Observed {
+    let update_revision = statefulset.and_then(|sts| {
+        let status = sts.status.as_ref()?;
+        let current = status.observed_generation? >= sts.metadata.generation?;
+        status.update_revision.clone().filter(|_| current)
+    });
+    let pods = pods
+        .iter()
+        .filter_map(|pod| {
+            let ordinal = names.ordinal(pod.metadata.name.as_deref()?)?;
+            let revision = pod.metadata.labels.as_ref()?.get(REVISION_LABEL)?.clone();
+            let ready = pod.metadata.deletion_timestamp.is_none()
+                && pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+            let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            Some((
+                ordinal,
+                PodState {
+                    revision,
+                    ready,
+                    created,
+                },
+            ))
+        })
+        .collect();
+    Observed {
+        update_revision,
+        pods,
+    }
+}
+
+/// Carries out `step`: deletes one outdated pod (the StatefulSet recreates it from the current
+/// template) or hands the leadership to an updated member. Waiting, a stall and a finished
+/// rollout change nothing.
+pub async fn act(
+    step: &RolloutStep,
+    cluster: &StoreCluster,
+    validated: &ValidatedCluster,
+    members: &Members,
+    pods: &Api<Pod>,
+    context: &Context,
+) -> Result<(), ReconcileError> {
+    let (ordinal, note) = match step {
+        RolloutStep::DeletePod { ordinal } => {
+            let pod = validated.names.member(*ordinal);
+            match pods.delete(&pod, &DeleteParams::default()).await {
+                // Already gone: the StatefulSet is recreating it, which is what was asked.
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => return Err(ReconcileError::Restart { pod, source }),
+                Ok(_) => {}
+            }
+            (
+                *ordinal,
+                format!("restarting {pod} on the new pod template"),
+            )
+        }
+        RolloutStep::MoveLeader { from_ordinal, to } => {
+            members
+                .move_leader(&members.client_url(*from_ordinal), *to)
+                .await
+                .map_err(ReconcileError::Membership)?;
+            let from = validated.names.member(*from_ordinal);
+            (
+                *from_ordinal,
+                format!("moved the leadership from {from} to {to:x} before restarting {from}"),
+            )
+        }
+        RolloutStep::Done | RolloutStep::Wait(_) | RolloutStep::Stalled { .. } => return Ok(()),
+    };
+    tracing::info!(cluster = %validated.names.cluster, "{note}");
+    let pod = validated.names.member(ordinal);
+    context
+        .member_event(cluster, &pod, "RollingUpdate", "rollout", note)
+        .await;
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! The rollout planner: moves every member's pod to the StatefulSet's current template (a new
+//! version, resources, configuration) one pod at a time, quorum-safe and leader last. The
+//! StatefulSet uses `OnDelete`, so a pod changes only when the operator deletes it: followers
+//! first, each only once every member is ready, healthy and caught up with the leader; then the
+//! leadership moves to an updated member and the old leader goes last. Everything it needs is
+//! observed (pod revisions, member health), so a restarted operator resumes where it stopped.
+//! Pure: unit-tested from fixtures (`rollout_tests.rs`).
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use oxcd_crds::{UpgradePhase, UpgradeStatus};
+
+use crate::members::Membership;
+use crate::names::Names;
+
+/// A member whose applied index is at most this far behind the leader's counts as caught up.
+pub const MAX_APPLY_LAG: u64 = 1000;
+/// A replaced pod that is not ready after this long stalls the rollout.
+pub const STALL_AFTER: SignedDuration = SignedDuration::from_mins(5);
+
+/// One member pod as observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodState {
+    /// The StatefulSet revision its template came from (`controller-revision-hash`).
+    pub revision: String,
+    /// Ready (passes its readiness probe).
+    pub ready: bool,
+    /// When it was created.
+    pub created: Option<Timestamp>,
+}
+
+/// The StatefulSet as observed: its current template's revision and the pods by ordinal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// `status.updateRevision`, once the StatefulSet controller has seen the current spec
+    /// (`status.observedGeneration == metadata.generation`); `None` before.
+    pub update_revision: Option<String>,
+    /// Member pods by ordinal.
+    pub pods: BTreeMap<u32, PodState>,
+}
+
+/// What the rollout does in this reconcile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RolloutStep {
+    /// Every member runs the current template.
+    Done,
+    /// Delete member `ordinal`'s pod: the StatefulSet recreates it from the current template.
+    DeletePod {
+        /// Its ordinal.
+        ordinal: u32,
+    },
+    /// Only the leader is left: hand the leadership to `to` (an updated voter) first.
+    MoveLeader {
+        /// The leader's ordinal.
+        from_ordinal: u32,
+        /// The updated member that takes over.
+        to: u64,
+    },
+    /// Something must settle first.
+    Wait(RolloutWait),
+    /// Member `ordinal`'s new pod has not become ready for [`STALL_AFTER`]; nothing else is
+    /// touched, so the other members keep their quorum.
+    Stalled {
+        /// Its ordinal.
+        ordinal: u32,
+    },
+}
+
+/// Why the rollout waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RolloutWait {
+    /// The StatefulSet controller has not computed the current revision yet.
+    RevisionPending,
+    /// A member pod is missing or not ready.
+    PodNotReady,
+    /// A member does not answer, or no leader is known.
+    MemberUnhealthy,
+    /// A member is more than [`MAX_APPLY_LAG`] entries behind the leader.
+    CatchingUp,
+}
+
+/// The rollout step for `membership` (no membership change under way) and `observed` at `now`.
+pub fn plan_rollout(membership: &Membership, observed: &Observed, now: Timestamp) -> RolloutStep {
+    let Some(revision) = observed.update_revision.as_deref() else {
+        return RolloutStep::Wait(RolloutWait::RevisionPending);
+    };
+    let members: Vec<(u32, &crate::members::ObservedMember)> = membership
+        .members
+        .iter()
+        .filter_map(|m| Some((m.ordinal?, m)))
+        .collect();
+    let outdated: Vec<u32> = members
+        .iter()
+        .map(|(ordinal, _)| *ordinal)
+        .filter(|o| observed.pods.get(o).is_none_or(|p| p.revision != revision))
+        .collect();
+    if outdated.is_empty() {
+        return RolloutStep::Done;
+    }
+
+    // A pod on the current revision that does not come up stalls the rollout; any other pod not
+    // ready (restarting, or missing) only makes it wait.
+    for (ordinal, _) in &members {
+        match observed.pods.get(ordinal) {
+            Some(pod) if pod.ready => {}
+            Some(pod) if pod.revision == revision => {
+                let stalled = pod
+                    .created
+                    .is_some_and(|c| now.duration_since(c) >= STALL_AFTER);
+                return if stalled {
+                    RolloutStep::Stalled { ordinal: *ordinal }
+                } else {
+                    RolloutStep::Wait(RolloutWait::PodNotReady)
+                };
+            }
+            _ => return RolloutStep::Wait(RolloutWait::PodNotReady),
+        }
+    }
+    let Some(leader) = membership.leader() else {
+        return RolloutStep::Wait(RolloutWait::MemberUnhealthy);
+    };
+    if members.iter().any(|(_, m)| m.health.is_none()) {
+        return RolloutStep::Wait(RolloutWait::MemberUnhealthy);
+    }
+    let leader_applied = membership
+        .member(leader)
+        .and_then(|m| m.health.as_ref())
+        .map_or(0, |h| h.applied_index);
+    let lagging = members.iter().any(|(_, m)| {
+        m.health
+            .as_ref()
+            .is_some_and(|h| h.applied_index.saturating_add(MAX_APPLY_LAG) < leader_applied)
+    });
+    if lagging {
+        return RolloutStep::Wait(RolloutWait::CatchingUp);
+    }
+
+    let leader_ordinal = members
+        .iter()
+        .find(|(_, m)| m.id == leader)
+        .map(|(o, _)| *o);
+    // Followers first, highest ordinal first (as the StatefulSet controller would).
+    if let Some(follower) = outdated.iter().rev().find(|o| Some(**o) != leader_ordinal) {
+        return RolloutStep::DeletePod { ordinal: *follower };
+    }
+    let Some(from_ordinal) = leader_ordinal else {
+        return RolloutStep::Wait(RolloutWait::MemberUnhealthy);
+    };
+    // Only the leader is outdated. A single member has nobody to hand over to.
+    let successor = members
+        .iter()
+        .filter(|(o, m)| *o != from_ordinal && !m.is_learner)
+        .min_by_key(|(o, _)| *o)
+        .map(|(_, m)| m.id);
+    match successor {
+        Some(to) => RolloutStep::MoveLeader { from_ordinal, to },
+        None => RolloutStep::DeletePod {
+            ordinal: from_ordinal,
+        },
+    }
+}
+
+/// `status.upgrade` for `step`: `None` once every member runs the current template. `from` is
+/// kept from `previous` while the target revision is the same, so it names the version the
+/// rollout started from even after members moved on.
+pub fn upgrade_status(
+    step: &RolloutStep,
+    previous: Option<&UpgradeStatus>,
+    membership: &Membership,
+    observed: &Observed,
+    target_version: &str,
+    names: &Names,
+) -> Option<UpgradeStatus> {
+    let revision = match (step, observed.update_revision.as_deref()) {
+        (RolloutStep::Done, _) => return None,
+        (_, Some(revision)) => revision,
+        (_, None) => return previous.cloned(),
+    };
+    let leader = membership.leader();
+    let on_revision = |ordinal: u32| {
+        observed
+            .pods
+            .get(&ordinal)
+            .is_some_and(|p| p.revision == revision)
+    };
+    let mut updated = Vec::new();
+    let mut followers_left = false;
+    for member in &membership.members {
+        let Some(ordinal) = member.ordinal else {
+            continue;
+        };
+        if on_revision(ordinal) {
+            updated.push(names.member(ordinal));
+        } else if Some(member.id) != leader {
+            followers_left = true;
+        }
+    }
+    // Once the leadership has been handed over, the old leader is a follower again but still the
+    // rollout's last member: the phase stays Leader.
+    let handed_over =
+        previous.is_some_and(|p| p.revision == revision && p.phase == UpgradePhase::Leader);
+    let phase = match step {
+        RolloutStep::Stalled { .. } => UpgradePhase::Stalled,
+        RolloutStep::MoveLeader { .. } => UpgradePhase::Leader,
+        _ if handed_over || !followers_left => UpgradePhase::Leader,
+        _ => UpgradePhase::Followers,
+    };
+    let from = match previous {
+        Some(previous) if previous.revision == revision => previous.from.clone(),
+        _ => membership
+            .members
+            .iter()
+            .filter_map(|m| m.health.as_ref().map(|h| h.version.clone()))
+            .min_by_key(|v| crate::status::version_key(v)),
+    };
+    Some(UpgradeStatus {
+        from,
+        to: target_version.to_owned(),
+        revision: revision.to_owned(),
+        phase,
+        updated,
+    })
+}
+
+#[cfg(test)]
+#[path = "rollout_tests.rs"]
+mod tests;
