@@ -131,18 +131,10 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
     )
     .await?;
     await_ready(client, ns, 3).await?;
-    let mut second = MemberClient::connect(client, ns, "store-1", CLIENT_SECRET).await?;
-    let read = second
-        .etcd
-        .get(
-            "/registry/e2e/",
-            Some(GetOptions::new().with_prefix().with_serializable()),
-        )
-        .await?;
+    let held = local_keys(client, ns, "store-1", "/registry/e2e/").await?;
     ensure!(
-        read.kvs().len() == 100,
-        "store-1 has {} of 100 keys after its pod was replaced",
-        read.kvs().len()
+        held == 100,
+        "store-1 has {held} of 100 keys after its pod was replaced"
     );
 
     // mTLS: the generated client certificate is required.
@@ -323,19 +315,8 @@ async fn replace_lost_member(
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     // The new member holds everything the old one had.
-    let mut replaced = MemberClient::connect(client, ns, "store-1", CLIENT_SECRET).await?;
-    let read = replaced
-        .etcd
-        .get(
-            "/registry/e2e/",
-            Some(GetOptions::new().with_prefix().with_serializable()),
-        )
-        .await?;
-    ensure!(
-        read.kvs().len() == 100,
-        "the replaced store-1 has {} of 100 keys",
-        read.kvs().len()
-    );
+    let held = local_keys(client, ns, "store-1", "/registry/e2e/").await?;
+    ensure!(held == 100, "the replaced store-1 has {held} of 100 keys");
     let changes = membership_events(client, ns).await?;
     let replacement = changes
         .iter()
@@ -354,6 +335,20 @@ async fn replace_lost_member(
         "store-1 was not replaced by remove → add learner → promote: {changes:#?}"
     );
     Ok(())
+}
+
+/// How many keys under `prefix` member `pod` holds itself (a serializable read, answered from
+/// its own store).
+async fn local_keys(client: &Client, ns: &str, pod: &str, prefix: &str) -> anyhow::Result<usize> {
+    let mut member = MemberClient::connect(client, ns, pod, CLIENT_SECRET).await?;
+    let read = member
+        .etcd
+        .get(
+            prefix,
+            Some(GetOptions::new().with_prefix().with_serializable()),
+        )
+        .await?;
+    Ok(read.kvs().len())
 }
 
 async fn membership_events(client: &Client, ns: &str) -> anyhow::Result<Vec<String>> {

@@ -170,13 +170,17 @@ async fn reconcile_valid(
         })?
         .and_then(|config| Bootstrap::from_config_map(&config));
     let statefulsets: Api<StatefulSet> = Api::namespaced(context.client.clone(), &namespace);
-    let statefulset_replicas = statefulsets
-        .get_opt(&validated.names.statefulset())
-        .await
-        .map_err(|source| ReconcileError::Observe {
-            what: "the StatefulSet",
-            source,
-        })?
+    let get_statefulset = || async {
+        statefulsets
+            .get_opt(&validated.names.statefulset())
+            .await
+            .map_err(|source| ReconcileError::Observe {
+                what: "the StatefulSet",
+                source,
+            })
+    };
+    let statefulset_replicas = get_statefulset()
+        .await?
         .and_then(|sts| sts.spec.and_then(|spec| spec.replicas));
     let reach = statefulset_replicas
         .unwrap_or(validated.spec.replicas)
@@ -230,13 +234,8 @@ async fn reconcile_valid(
     // With the membership settled, pods still on an older template are rolled one at a time.
     let rollout = match (&membership, &plan.action, plan.wait, &apply_error) {
         (Some(membership), None, None, None) => {
-            let statefulset = statefulsets
-                .get_opt(&validated.names.statefulset())
-                .await
-                .map_err(|source| ReconcileError::Observe {
-                    what: "the StatefulSet",
-                    source,
-                })?;
+            // Read again: applying the children may just have changed its template.
+            let statefulset = get_statefulset().await?;
             let observed = rolling::observe(statefulset.as_ref(), &member_pods, &validated.names);
             let step = plan_rollout(membership, &observed, jiff::Timestamp::now());
             rolling::act(&step, cluster, &validated, &members, &pods, context).await?;
