@@ -99,8 +99,11 @@ pub fn plan_rollout(membership: &Membership, observed: &Observed, now: Timestamp
         return RolloutStep::Done;
     }
 
-    // A pod on the current revision that does not come up stalls the rollout; any other pod not
-    // ready (restarting, or missing) only makes it wait.
+    // A pod on the current revision that does not come up stalls the rollout; a missing pod
+    // makes it wait. An outdated pod that is down (say, on a broken template the spec has since
+    // moved away from) is replaced first: it serves nothing, so restarting it costs nothing,
+    // as long as everyone else is up.
+    let mut down_outdated = None;
     for (ordinal, _) in &members {
         match observed.pods.get(ordinal) {
             Some(pod) if pod.ready => {}
@@ -114,12 +117,24 @@ pub fn plan_rollout(membership: &Membership, observed: &Observed, now: Timestamp
                     RolloutStep::Wait(RolloutWait::PodNotReady)
                 };
             }
+            Some(_) if down_outdated.is_none() => down_outdated = Some(*ordinal),
             _ => return RolloutStep::Wait(RolloutWait::PodNotReady),
         }
     }
     let Some(leader) = membership.leader() else {
         return RolloutStep::Wait(RolloutWait::MemberUnhealthy);
     };
+    if let Some(ordinal) = down_outdated {
+        let others_healthy = members
+            .iter()
+            .filter(|(o, _)| *o != ordinal)
+            .all(|(_, m)| m.health.is_some());
+        return if others_healthy {
+            RolloutStep::DeletePod { ordinal }
+        } else {
+            RolloutStep::Wait(RolloutWait::MemberUnhealthy)
+        };
+    }
     if members.iter().any(|(_, m)| m.health.is_none()) {
         return RolloutStep::Wait(RolloutWait::MemberUnhealthy);
     }

@@ -136,7 +136,7 @@ fn a_new_pod_that_never_becomes_ready_stalls_without_touching_the_others() {
         plan_rollout(&cluster, &broken, now()),
         RolloutStep::Stalled { ordinal: 2 }
     );
-    // An old pod that is merely not ready is waited for, never declared stalled.
+    // An old pod that is not ready is never declared stalled: it is next to be replaced.
     let mut old_not_ready = pods([OLD, OLD, NEW]);
     if let Some(pod) = old_not_ready.pods.get_mut(&1) {
         pod.ready = false;
@@ -144,6 +144,38 @@ fn a_new_pod_that_never_becomes_ready_stalls_without_touching_the_others() {
     }
     assert_eq!(
         plan_rollout(&cluster, &old_not_ready, now()),
+        RolloutStep::DeletePod { ordinal: 1 }
+    );
+}
+
+#[test]
+fn a_down_pod_on_an_old_template_is_replaced_first_once_the_others_are_up() {
+    // The spec moved back from a broken template: store-2 crash-loops on it, now outdated.
+    let mut cluster = membership(0, [10, 10, 10]);
+    cluster.members[2].health = None;
+    let mut reverted = pods([NEW, NEW, OLD]);
+    if let Some(pod) = reverted.pods.get_mut(&2) {
+        pod.ready = false;
+    }
+    assert_eq!(
+        plan_rollout(&cluster, &reverted, now()),
+        RolloutStep::DeletePod { ordinal: 2 }
+    );
+    // Never while another member is down too: that would cost the quorum.
+    cluster.members[1].health = None;
+    assert_eq!(
+        plan_rollout(&cluster, &reverted, now()),
+        RolloutStep::Wait(RolloutWait::MemberUnhealthy)
+    );
+    // Two outdated pods down: wait for one to come back.
+    let mut two_down = pods([OLD, OLD, NEW]);
+    for o in [0, 1] {
+        if let Some(pod) = two_down.pods.get_mut(&o) {
+            pod.ready = false;
+        }
+    }
+    assert_eq!(
+        plan_rollout(&membership(2, [10, 10, 10]), &two_down, now()),
         RolloutStep::Wait(RolloutWait::PodNotReady)
     );
 }
