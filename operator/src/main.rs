@@ -52,6 +52,10 @@ struct Args {
         default_value = "oxcd-operator"
     )]
     lease_name: String,
+    /// Seconds a member restarted onto a new pod template (an upgrade) may take to become ready
+    /// before the rollout halts with Degraded/UpgradeStalled.
+    #[arg(long, env = "OXCD_ROLLOUT_STALL_AFTER_SECONDS", default_value_t = 300)]
+    rollout_stall_after_seconds: i64,
 }
 
 async fn shutdown_signal() {
@@ -88,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings {
         image_repository: args.image_repository.clone(),
         operator_namespace: args.namespace.clone(),
+        rollout_stall_after: jiff::SignedDuration::from_secs(args.rollout_stall_after_seconds),
     };
     let context = Arc::new(Context::new(
         client.clone(),

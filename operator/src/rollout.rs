@@ -16,7 +16,8 @@ use crate::names::Names;
 
 /// A member whose applied index is at most this far behind the leader's counts as caught up.
 pub const MAX_APPLY_LAG: u64 = 1000;
-/// A replaced pod that is not ready after this long stalls the rollout.
+/// A replaced pod that is not ready after this long stalls the rollout (the default of the
+/// operator's `OXCD_ROLLOUT_STALL_AFTER_SECONDS`).
 pub const STALL_AFTER: SignedDuration = SignedDuration::from_mins(5);
 
 /// One member pod as observed.
@@ -80,8 +81,14 @@ pub enum RolloutWait {
     CatchingUp,
 }
 
-/// The rollout step for `membership` (no membership change under way) and `observed` at `now`.
-pub fn plan_rollout(membership: &Membership, observed: &Observed, now: Timestamp) -> RolloutStep {
+/// The rollout step for `membership` (no membership change under way) and `observed` at `now`;
+/// a new pod not ready for `stall_after` stalls it.
+pub fn plan_rollout(
+    membership: &Membership,
+    observed: &Observed,
+    now: Timestamp,
+    stall_after: SignedDuration,
+) -> RolloutStep {
     let Some(revision) = observed.update_revision.as_deref() else {
         return RolloutStep::Wait(RolloutWait::RevisionPending);
     };
@@ -110,7 +117,7 @@ pub fn plan_rollout(membership: &Membership, observed: &Observed, now: Timestamp
             Some(pod) if pod.revision == revision => {
                 let stalled = pod
                     .created
-                    .is_some_and(|c| now.duration_since(c) >= STALL_AFTER);
+                    .is_some_and(|c| now.duration_since(c) >= stall_after);
                 return if stalled {
                     RolloutStep::Stalled { ordinal: *ordinal }
                 } else {

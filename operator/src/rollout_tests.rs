@@ -53,7 +53,7 @@ fn pods(revisions: [&str; 3]) -> Observed {
 #[test]
 fn followers_go_first_highest_ordinal_first_and_the_leader_last_after_handing_over() {
     let cluster = membership(1, [50, 50, 50]);
-    let step = |revisions| plan_rollout(&cluster, &pods(revisions), now());
+    let step = |revisions| plan_rollout(&cluster, &pods(revisions), now(), STALL_AFTER);
     assert_eq!(step([OLD, OLD, OLD]), RolloutStep::DeletePod { ordinal: 2 });
     assert_eq!(step([OLD, OLD, NEW]), RolloutStep::DeletePod { ordinal: 0 });
     // Only the leader (store-1) is left: leadership to the lowest updated voter first.
@@ -67,7 +67,7 @@ fn followers_go_first_highest_ordinal_first_and_the_leader_last_after_handing_ov
     // Resumed after the handover (store-0 leads now): the old leader's pod goes.
     let handed_over = membership(0, [50, 50, 50]);
     assert_eq!(
-        plan_rollout(&handed_over, &pods([NEW, OLD, NEW]), now()),
+        plan_rollout(&handed_over, &pods([NEW, OLD, NEW]), now(), STALL_AFTER),
         RolloutStep::DeletePod { ordinal: 1 }
     );
     assert_eq!(step([NEW, NEW, NEW]), RolloutStep::Done);
@@ -78,7 +78,7 @@ fn nothing_moves_until_the_statefulset_computed_its_revision() {
     let mut observed = pods([OLD, OLD, OLD]);
     observed.update_revision = None;
     assert_eq!(
-        plan_rollout(&membership(0, [1, 1, 1]), &observed, now()),
+        plan_rollout(&membership(0, [1, 1, 1]), &observed, now(), STALL_AFTER),
         RolloutStep::Wait(RolloutWait::RevisionPending)
     );
 }
@@ -93,33 +93,33 @@ fn the_next_pod_waits_for_the_last_one_to_be_ready_healthy_and_caught_up() {
         pod.created = Some(now());
     }
     assert_eq!(
-        plan_rollout(&cluster, &restarting, now()),
+        plan_rollout(&cluster, &restarting, now(), STALL_AFTER),
         RolloutStep::Wait(RolloutWait::PodNotReady)
     );
     // Its pod is gone altogether (being recreated).
     let mut missing = pods([OLD, OLD, NEW]);
     missing.pods.remove(&2);
     assert_eq!(
-        plan_rollout(&cluster, &missing, now()),
+        plan_rollout(&cluster, &missing, now(), STALL_AFTER),
         RolloutStep::Wait(RolloutWait::PodNotReady)
     );
     // Ready but far behind the leader.
     let lagging = membership(0, [5000, 5000, 3000]);
     assert_eq!(
-        plan_rollout(&lagging, &pods([OLD, OLD, NEW]), now()),
+        plan_rollout(&lagging, &pods([OLD, OLD, NEW]), now(), STALL_AFTER),
         RolloutStep::Wait(RolloutWait::CatchingUp)
     );
     // Ready but not answering.
     let mut silent = membership(0, [5000, 5000, 5000]);
     silent.members[2].health = None;
     assert_eq!(
-        plan_rollout(&silent, &pods([OLD, OLD, NEW]), now()),
+        plan_rollout(&silent, &pods([OLD, OLD, NEW]), now(), STALL_AFTER),
         RolloutStep::Wait(RolloutWait::MemberUnhealthy)
     );
     // Within the allowed lag, the rollout goes on.
     let close = membership(0, [5000, 5000, 5000 - MAX_APPLY_LAG]);
     assert_eq!(
-        plan_rollout(&close, &pods([OLD, OLD, NEW]), now()),
+        plan_rollout(&close, &pods([OLD, OLD, NEW]), now(), STALL_AFTER),
         RolloutStep::DeletePod { ordinal: 1 }
     );
 }
@@ -133,7 +133,7 @@ fn a_new_pod_that_never_becomes_ready_stalls_without_touching_the_others() {
         pod.created = now().checked_sub(STALL_AFTER).ok();
     }
     assert_eq!(
-        plan_rollout(&cluster, &broken, now()),
+        plan_rollout(&cluster, &broken, now(), STALL_AFTER),
         RolloutStep::Stalled { ordinal: 2 }
     );
     // An old pod that is not ready is never declared stalled: it is next to be replaced.
@@ -143,7 +143,7 @@ fn a_new_pod_that_never_becomes_ready_stalls_without_touching_the_others() {
         pod.created = now().checked_sub(SignedDuration::from_hours(2)).ok();
     }
     assert_eq!(
-        plan_rollout(&cluster, &old_not_ready, now()),
+        plan_rollout(&cluster, &old_not_ready, now(), STALL_AFTER),
         RolloutStep::DeletePod { ordinal: 1 }
     );
 }
@@ -158,13 +158,13 @@ fn a_down_pod_on_an_old_template_is_replaced_first_once_the_others_are_up() {
         pod.ready = false;
     }
     assert_eq!(
-        plan_rollout(&cluster, &reverted, now()),
+        plan_rollout(&cluster, &reverted, now(), STALL_AFTER),
         RolloutStep::DeletePod { ordinal: 2 }
     );
     // Never while another member is down too: that would cost the quorum.
     cluster.members[1].health = None;
     assert_eq!(
-        plan_rollout(&cluster, &reverted, now()),
+        plan_rollout(&cluster, &reverted, now(), STALL_AFTER),
         RolloutStep::Wait(RolloutWait::MemberUnhealthy)
     );
     // Two outdated pods down: wait for one to come back.
@@ -175,7 +175,7 @@ fn a_down_pod_on_an_old_template_is_replaced_first_once_the_others_are_up() {
         }
     }
     assert_eq!(
-        plan_rollout(&membership(2, [10, 10, 10]), &two_down, now()),
+        plan_rollout(&membership(2, [10, 10, 10]), &two_down, now(), STALL_AFTER),
         RolloutStep::Wait(RolloutWait::PodNotReady)
     );
 }
@@ -192,7 +192,7 @@ fn a_single_member_is_replaced_in_place() {
     let mut observed = pods([OLD, OLD, OLD]);
     observed.pods.retain(|o, _| *o == 0);
     assert_eq!(
-        plan_rollout(&single, &observed, now()),
+        plan_rollout(&single, &observed, now(), STALL_AFTER),
         RolloutStep::DeletePod { ordinal: 0 }
     );
 }
@@ -204,7 +204,7 @@ fn the_upgrade_status_names_updated_members_and_keeps_where_it_started() {
         .clone();
     let cluster = membership(1, [50, 50, 50]);
     let observed = pods([OLD, OLD, NEW]);
-    let step = plan_rollout(&cluster, &observed, now());
+    let step = plan_rollout(&cluster, &observed, now(), STALL_AFTER);
     let started = upgrade_status(&step, None, &cluster, &observed, "0.2.0", &names);
     let Some(started) = started else {
         panic!("a rollout under way has an upgrade status");
@@ -217,7 +217,7 @@ fn the_upgrade_status_names_updated_members_and_keeps_where_it_started() {
 
     // Only the leader is left: the leadership moves first.
     let handing_over = pods([NEW, OLD, NEW]);
-    let step = plan_rollout(&cluster, &handing_over, now());
+    let step = plan_rollout(&cluster, &handing_over, now(), STALL_AFTER);
     let handover = upgrade_status(
         &step,
         Some(&started),
@@ -240,14 +240,14 @@ fn the_upgrade_status_names_updated_members_and_keeps_where_it_started() {
         }
     }
     let last = pods([NEW, OLD, NEW]);
-    let step = plan_rollout(&moved_on, &last, now());
+    let step = plan_rollout(&moved_on, &last, now(), STALL_AFTER);
     let leader_phase = upgrade_status(&step, Some(&started), &moved_on, &last, "0.2.0", &names);
     assert_eq!(
         leader_phase.as_ref().map(|u| (u.from.as_deref(), u.phase)),
         Some((Some("0.1.0"), UpgradePhase::Leader))
     );
     let finished = pods([NEW, NEW, NEW]);
-    let step = plan_rollout(&moved_on, &finished, now());
+    let step = plan_rollout(&moved_on, &finished, now(), STALL_AFTER);
     assert_eq!(
         upgrade_status(
             &step,

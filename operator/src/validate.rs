@@ -19,6 +19,9 @@ pub struct Settings {
     pub image_repository: String,
     /// Namespace the operator runs in (its pods may reach the members' client port).
     pub operator_namespace: String,
+    /// How long a member restarted onto a new pod template may take to become ready before
+    /// the rollout halts as stalled.
+    pub rollout_stall_after: jiff::SignedDuration,
 }
 
 /// Where the certificates of each role come from, when TLS is on.
@@ -202,6 +205,7 @@ pub(crate) mod fixtures {
         Settings {
             image_repository: "oxcd.local/oxcd".to_owned(),
             operator_namespace: "oxcd-system".to_owned(),
+            rollout_stall_after: crate::rollout::STALL_AFTER,
         }
     }
 

@@ -237,7 +237,12 @@ async fn reconcile_valid(
             // Read again: applying the children may just have changed its template.
             let statefulset = get_statefulset().await?;
             let observed = rolling::observe(statefulset.as_ref(), &member_pods, &validated.names);
-            let step = plan_rollout(membership, &observed, jiff::Timestamp::now());
+            let step = plan_rollout(
+                membership,
+                &observed,
+                jiff::Timestamp::now(),
+                context.settings.rollout_stall_after,
+            );
             rolling::act(&step, cluster, &validated, &members, &pods, context).await?;
             let previous = cluster.status.as_ref().and_then(|s| s.upgrade.as_ref());
             let upgrade = upgrade_status(
