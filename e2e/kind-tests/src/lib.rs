@@ -12,6 +12,7 @@ pub mod operator;
 pub mod port_forward;
 pub mod s3;
 pub mod storage;
+pub mod store_cluster;
 pub mod wait;
 
 pub use cluster::{BUSYBOX_IMAGE_ENV, busybox_image, kind_client};

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure};
 use etcd_client::GetOptions;
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::core::DynamicObject;
 use kube::{Api, Client};
 use oxcd_kind_tests::operator::{
     MemberClient, install_operator, operator_logs, uninstall_operator,
 };
+use oxcd_kind_tests::store_cluster::{self, is_ready, store_clusters};
 use oxcd_kind_tests::{
     await_condition, busybox_image, exec, kind_client, pod_running, with_temp_ns,
 };
@@ -27,48 +28,9 @@ const WAIT: Duration = Duration::from_secs(240);
 const CLUSTER: &str = "store";
 const CLIENT_SECRET: &str = "store-client-tls";
 
-fn store_clusters(client: &Client, ns: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("oxcd.io", "v1alpha1", "StoreCluster");
-    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk))
-}
-
-fn is_ready(sc: &DynamicObject, voters: usize) -> bool {
-    let Some(status) = sc.data.get("status") else {
-        return false;
-    };
-    let condition = |type_: &str| {
-        status["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == type_)
-            .map(|c| c["status"].as_str() == Some("True"))
-    };
-    let members = status["members"].as_array().map_or(0, Vec::len);
-    status["ready"] == format!("{voters}/{voters}").as_str()
-        && members == voters
-        && condition("Available") == Some(true)
-        && condition("Progressing") == Some(false)
-}
-
 /// Waits until the StoreCluster is Available with `voters` healthy voters and no change under way.
 async fn await_ready(client: &Client, ns: &str, voters: usize) -> anyhow::Result<DynamicObject> {
-    let api = store_clusters(client, ns);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let sc = api.get_opt(CLUSTER).await?;
-        if let Some(sc) = sc.as_ref().filter(|sc| is_ready(sc, voters)) {
-            return Ok(sc.clone());
-        }
-        if tokio::time::Instant::now() > deadline {
-            let status = sc.map(|sc| sc.data["status"].to_string());
-            bail!(
-                "StoreCluster {CLUSTER} not Available with {voters} ready voters after {WAIT:?}\nstatus: {status:?}\noperator:\n{}",
-                operator_logs().await
-            );
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    store_cluster::await_ready(client, ns, CLUSTER, voters, WAIT).await
 }
 
 #[tokio::test]
@@ -352,26 +314,9 @@ async fn local_keys(client: &Client, ns: &str, pod: &str, prefix: &str) -> anyho
 }
 
 async fn membership_events(client: &Client, ns: &str) -> anyhow::Result<Vec<String>> {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let mut list: Vec<Event> = events
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("MembershipChanged"))
-        .collect();
-    list.sort_by_key(|e| {
-        e.event_time
-            .clone()
-            .map(|t| t.0)
-            .or(e.first_timestamp.clone().map(|t| t.0))
-    });
-    Ok(list.into_iter().filter_map(|e| e.message).collect())
+    store_cluster::events(client, ns, "MembershipChanged").await
 }
 
-/// Whether `pod` can open a TCP connection to `host:port`. Busybox's nc has no `-z`: it sends a
-/// line, which the member's TLS listener refuses by closing the connection, so nc ends at once
-/// when connected and fails after its 3 s connect timeout when the packets are dropped.
 async fn connects(pods: &Api<Pod>, pod: &str, host: &str, port: u16) -> anyhow::Result<bool> {
     let probe = format!("echo | timeout 10 nc -w 3 {host} {port}");
     Ok(exec(pods, pod, &["sh", "-c", &probe]).await?.success)
