@@ -16,6 +16,7 @@ mod paths;
 pub mod pki;
 mod process;
 pub mod s3;
+mod skew;
 
 pub use cluster::{CONVERGE_TIMEOUT, OxcdCluster};
 pub use error::{HarnessError, Result};
@@ -26,3 +27,4 @@ pub use oxcd::{ClientTls, OxcdServer, oxcd_binary};
 pub use partition::Partition;
 pub use paths::{bin_dir, tool, workspace_root};
 pub use process::ManagedProcess;
+pub use skew::ADVERTISED_VERSION_VAR;
