@@ -28,9 +28,7 @@ type Answer = Result<String, (tonic::Code, String)>;
 
 impl Side {
     async fn new(endpoint: &str, cluster: Version) -> Self {
-        let channel = oxcd_tests::diff::channel(endpoint)
-            .await
-            .expect("connect");
+        let channel = oxcd_tests::diff::channel(endpoint).await.expect("connect");
         Self {
             client: MaintenanceClient::new(channel),
             cluster,
@@ -82,7 +80,9 @@ impl Side {
     async fn wait_cluster_version(&mut self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let answer = self.downgrade(DowngradeAction::Validate as i32, "{cur}").await;
+            let answer = self
+                .downgrade(DowngradeAction::Validate as i32, "{cur}")
+                .await;
             if !matches!(&answer, Err((_, m)) if m.contains("cluster version not found")) {
                 return;
             }
@@ -108,11 +108,7 @@ async fn downgrade_validate_enable_and_cancel_answer_as_etcd_does() {
         patch: 0,
     };
     let mut etcd = Side::new(pair.etcd.endpoint(), etcd_version).await;
-    let mut oxcd = Side::new(
-        pair.oxcd.endpoint(),
-        oxcd_server::version::binary_version(),
-    )
-    .await;
+    let mut oxcd = Side::new(pair.oxcd.endpoint(), oxcd_server::version::binary_version()).await;
     etcd.wait_cluster_version().await;
     oxcd.wait_cluster_version().await;
     let script: &[(i32, &str)] = &[
@@ -147,7 +143,11 @@ async fn downgrade_validate_enable_and_cancel_answer_as_etcd_does() {
             etcd.downgrade(*action, template).await,
             oxcd.downgrade(*action, template).await,
         );
-        compare(format!("action {action} {template:?}"), format!("{e:?}"), format!("{o:?}"));
+        compare(
+            format!("action {action} {template:?}"),
+            format!("{e:?}"),
+            format!("{o:?}"),
+        );
     }
     let (e, o) = (
         etcd.downgrade(ENABLE, "{lower}").await,
