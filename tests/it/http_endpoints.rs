@@ -177,6 +177,13 @@ async fn version_names_the_etcd_api_version_as_json() {
         "oxcd's own version: {}",
         answer.body
     );
+    for field in [
+        r#""oxcdcluster":"#,
+        r#""oxcdstorage":1"#,
+        r#""downgrade":{"target-version":"#,
+    ] {
+        assert!(answer.body.contains(field), "{field} in {}", answer.body);
+    }
 }
 
 #[tokio::test]

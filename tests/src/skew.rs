@@ -54,13 +54,19 @@ impl OxcdServer {
 
     /// The member's `GET /version` answer, decoded.
     pub async fn versions(&self) -> Result<serde_json::Value> {
+        let body = self.metrics_get("/version").await?;
+        serde_json::from_str(&body).map_err(|e| skew_err(format!("/version body {body:?}: {e}")))
+    }
+
+    /// The body of `GET path` on the member's metrics port.
+    pub async fn metrics_get(&self, path: &str) -> Result<String> {
         let port = self
             .metrics_port()
             .ok_or_else(|| skew_err(format!("{} serves no metrics port", self.name())))?;
         let exchange = async {
             let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
             let head = format!(
-                "GET /version HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
             );
             stream.write_all(head.as_bytes()).await?;
             let mut raw = Vec::new();
@@ -69,14 +75,12 @@ impl OxcdServer {
         };
         let raw = tokio::time::timeout(HTTP_TIMEOUT, exchange)
             .await
-            .map_err(|_| skew_err(format!("GET /version on {port} timed out")))?
-            .map_err(|e| skew_err(format!("GET /version on {port}: {e}")))?;
+            .map_err(|_| skew_err(format!("GET {path} on {port} timed out")))?
+            .map_err(|e| skew_err(format!("GET {path} on {port}: {e}")))?;
         let raw = String::from_utf8_lossy(&raw);
-        let body = raw
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body)
-            .ok_or_else(|| skew_err(format!("not an HTTP answer: {raw}")))?;
-        serde_json::from_str(body).map_err(|e| skew_err(format!("/version body {body:?}: {e}")))
+        raw.split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .ok_or_else(|| skew_err(format!("not an HTTP answer: {raw}")))
     }
 
     /// Waits until `/version` reports `field` equal to `expected` (as JSON), within `timeout`.

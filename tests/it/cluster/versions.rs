@@ -103,6 +103,11 @@ async fn mixed_version_cluster_reports_the_lowest_version_until_every_member_is_
         downgrade(first, DowngradeAction::Validate, "1.3").await,
         Ok("1.4".to_string())
     );
+    let metrics = first.metrics_get("/metrics").await.expect("/metrics");
+    assert!(
+        metrics.contains("oxcd_cluster_version{cluster_version=\"1.4\"} 1"),
+        "{metrics}"
+    );
     replace_binary(&mut cluster, 0, "1.5.0").await;
     wait_cluster_version(cluster.members(), "1.5.0").await;
 }
