@@ -140,7 +140,7 @@ pub async fn run(
     // from the flags, as etcd does.
     let fresh = if !DataDir::exists(&root) && bootstrap.state == InitialClusterState::Existing {
         bootstrap
-            .join_identity(&cfg, tls.peer_client.as_deref())
+            .join_identity(&cfg, tls.peer_client.as_deref(), server_version)
             .await?
     } else {
         bootstrap.new_identity(&cfg)

@@ -197,7 +197,8 @@ async fn route(request: Request<Incoming>, ctx: &Ctx) -> Response<Full<Bytes>> {
 /// etcd's `/version` body (`version.Versions`): the etcd API version oxcd implements, for the
 /// server, the cluster and the storage format, then oxcd's own versions (`crate::version`):
 /// `oxcd` this member's release version, `oxcdcluster` the cluster version (null until decided),
-/// `oxcdstorage` the data dir format and `downgrade` (etcd's `DowngradeInfo` JSON). etcd's
+/// `oxcdstorage` the data dir format, `oxcdmembers` what every member advertised (as this member
+/// has applied it) and `downgrade` (etcd's `DowngradeInfo` JSON). etcd's
 /// clients decode only the fields they know, so the extra fields are safe.
 pub fn version_json(member: &Member) -> String {
     serde_json::to_string(&versions(member)).unwrap_or_default()
@@ -211,6 +212,8 @@ struct Versions {
     oxcd: String,
     oxcdcluster: Option<String>,
     oxcdstorage: u32,
+    /// Every current member's advertised release, by member id in hex (etcdctl's form).
+    oxcdmembers: std::collections::BTreeMap<String, String>,
     downgrade: Downgrade,
 }
 
@@ -231,6 +234,14 @@ fn versions(member: &Member) -> Versions {
         oxcd: member.server_version.to_string(),
         oxcdcluster: state.cluster_version().map(|v| v.to_string()),
         oxcdstorage: crate::datadir::FORMAT,
+        oxcdmembers: member
+            .member_ids()
+            .into_iter()
+            .filter_map(|id| {
+                let advertised = state.members.get(&id)?;
+                Some((format!("{id:x}"), advertised.server.clone()))
+            })
+            .collect(),
         downgrade: Downgrade {
             enabled: state.downgrade.is_some(),
             target_version: state.downgrade.unwrap_or_default(),

@@ -12,15 +12,23 @@
 //! oxcd's release version, which is where upgrades happen.
 //!
 //! How to read them (for operators and tools):
-//! - HTTP `GET /version` on the metrics port (2381): etcd's `{"etcdserver","etcdcluster"}` (etcd
-//!   API version) plus `oxcdserver` (this member's version), `oxcdcluster` (the cluster version,
-//!   `null` until decided), `oxcdstorage` (storage format) and `downgrade`
-//!   (`{"enabled","targetVersion"}`).
+//! - HTTP `GET /version` on the metrics port (2381): etcd's `etcdserver`, `etcdcluster` and
+//!   `storage` (the etcd API version) plus `oxcd` (this member's version), `oxcdcluster` (the
+//!   cluster version `major.minor.0`,
+//!   `null` until decided), `oxcdstorage` (storage format), `oxcdmembers` (every member's
+//!   advertised version by hex member id, as this member has applied them) and `downgrade`
+//!   (`{"target-version","enabled"}`, etcd's `DowngradeInfo` JSON).
+//! - Prometheus: `oxcd_cluster_version{cluster_version="major.minor"} 1` on `/metrics`.
 //! - gRPC `Maintenance.Status`: `downgradeInfo` carries the downgrade state in oxcd versions;
 //!   `Maintenance.Downgrade(VALIDATE, v)` answers with the cluster version (`major.minor`).
-//! - Upgrades go one minor at a time; `Maintenance.Downgrade(ENABLE, current minor − 1)` lowers
-//!   the cluster version at once, then members are replaced by the older binary one by one; the
-//!   leader ends the downgrade by itself once every member runs the target minor.
+//! - Upgrades go one minor at a time: replace members one by one with the next minor; the leader
+//!   raises the cluster version once every member advertises it. Downgrades likewise:
+//!   `Maintenance.Downgrade(ENABLE, "major.minor−1")` (etcdctl `downgrade enable`) records the
+//!   target and the leader lowers the cluster version to it within a second; members are then
+//!   replaced by the older binary one by one, and the leader ends the downgrade by itself once
+//!   every member advertises the target (CANCEL ends it early; the version then rises again).
+//! - A member refused by these rules logs the reason and exits non-zero: at start when its data
+//!   dir already holds a cluster version, else as soon as it has caught up with the cluster.
 
 pub mod monitor;
 pub mod state;

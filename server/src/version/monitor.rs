@@ -30,7 +30,7 @@ impl Member {
     }
 
     /// The ids of every member (voters and learners) of the current membership.
-    fn member_ids(&self) -> Vec<u64> {
+    pub fn member_ids(&self) -> Vec<u64> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         metrics
@@ -129,18 +129,15 @@ pub fn check_state(server: Version, state: &VersionState) -> Result<(), SkewErro
 
 /// Returns (and the member then stops) once the applied cluster version no longer admits this
 /// member's version: a member that joined a cluster too far away, or was left behind by it.
+/// It looks every [`INTERVAL`] rather than after every apply, which costs nothing under load.
 pub async fn guard(member: Arc<Member>) -> SkewError {
-    let mut applied = member.raft.metrics();
+    let mut every = tokio::time::interval(INTERVAL);
     loop {
+        every.tick().await;
         if let Ok(state) = member.versions()
             && let Err(e) = check_state(member.server_version, &state)
         {
             return e;
-        }
-        // Re-check after anything new is applied (or leadership changes); a closed channel
-        // means Raft stopped, and the member is stopping anyway.
-        if applied.changed().await.is_err() {
-            std::future::pending::<()>().await;
         }
     }
 }

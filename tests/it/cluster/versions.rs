@@ -133,6 +133,9 @@ async fn members_more_than_one_minor_away_or_older_than_the_cluster_exit_with_th
         let (status, log) = joining.wait_exit(REFUSAL_TIMEOUT).await.expect("exits");
         assert!(!status.success(), "{version}: {status}\n{log}");
         assert!(log.contains(reason), "{version}: no {reason:?} in\n{log}");
+        // Refused from the peers' answer, before it wrote a data dir or started Raft.
+        assert!(log.contains("refusing to join the cluster"), "{log}");
+        assert!(!joining.data_dir().join("oxcd").exists(), "{log}");
         let id = member_id_of(&cluster, &joining).await;
         let mut client = cluster.client().await.expect("client");
         client
