@@ -12,7 +12,7 @@ use oxcd_server::proto::etcdserverpb::{
     DowngradeRequest, StatusRequest, downgrade_request::DowngradeAction,
     maintenance_client::MaintenanceClient,
 };
-use oxcd_tests::{CONVERGE_TIMEOUT, OxcdCluster, OxcdServer};
+use oxcd_tests::{CONVERGE_TIMEOUT, EtcdVersion, OxcdCluster, OxcdServer};
 use serde_json::json;
 use tonic::Code;
 
@@ -97,6 +97,12 @@ async fn mixed_version_cluster_reports_the_lowest_version_until_every_member_is_
                 .is_some_and(|v| v.starts_with("3.6.")),
             "clients still see the etcd API version: {versions}"
         );
+        let mut advertised: Vec<&str> = versions["oxcdmembers"]
+            .as_object()
+            .map(|m| m.values().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        advertised.sort_unstable();
+        assert_eq!(advertised, ["1.4.2", "1.5.0", "1.5.1"], "{versions}");
     }
     let first = &cluster.members()[0];
     assert_eq!(
@@ -205,17 +211,44 @@ async fn downgrade_lowers_the_cluster_version_admits_older_members_and_ends_by_i
     );
 }
 
+/// `etcdctl downgrade ...` against `member`: its exit success and the line it printed.
+async fn etcdctl_downgrade(member: &OxcdServer, args: &[&str]) -> (bool, String) {
+    let args: Vec<&str> = ["downgrade"].iter().chain(args).copied().collect();
+    let out = oxcd_tests::etcdctl(EtcdVersion::V3_6, member.endpoint(), &args)
+        .await
+        .expect("etcdctl runs");
+    // Its answer is the first line (etcdctl 3.6 may log warnings after it).
+    let answer = out.stdout.lines().next().unwrap_or_default().to_string();
+    (out.status.success(), answer)
+}
+
 #[tokio::test]
-async fn downgrade_cancel_restores_the_cluster_version() {
+async fn downgrade_cancel_restores_the_cluster_version_with_etcdctl() {
     let cluster = cluster_of(&["1.5.0"]).await;
     wait_cluster_version(cluster.members(), "1.5.0").await;
     let only = &cluster.members()[0];
     assert_eq!(
-        downgrade(only, DowngradeAction::Enable, "1.4").await,
-        Ok("1.5".to_string())
+        etcdctl_downgrade(only, &["validate", "1.4"]).await,
+        (
+            true,
+            "Downgrade validate success, cluster version 1.5".to_string()
+        )
+    );
+    assert_eq!(
+        etcdctl_downgrade(only, &["enable", "1.4"]).await,
+        (
+            true,
+            "Downgrade enable success, cluster version 1.5".to_string()
+        )
     );
     wait_cluster_version(cluster.members(), "1.4.0").await;
-    assert!(downgrade(only, DowngradeAction::Cancel, "").await.is_ok());
+    assert_eq!(
+        etcdctl_downgrade(only, &["cancel"]).await,
+        (
+            true,
+            "Downgrade cancel success, cluster version 1.4".to_string()
+        )
+    );
     assert_eq!(downgrade_info(only).await, (false, String::new()));
     wait_cluster_version(cluster.members(), "1.5.0").await;
 }
