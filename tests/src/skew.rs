@@ -6,16 +6,11 @@
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
 use crate::error::{HarnessError, Result};
 use crate::oxcd::OxcdServer;
 
 /// The server's variable overriding the version a member advertises.
 pub const ADVERTISED_VERSION_VAR: &str = "OXCD_TEST_ADVERTISED_VERSION";
-/// Bound on one `/version` request.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Between looks at a process that should exit.
 const EXIT_POLL: Duration = Duration::from_millis(100);
 
@@ -63,24 +58,7 @@ impl OxcdServer {
         let port = self
             .metrics_port()
             .ok_or_else(|| skew_err(format!("{} serves no metrics port", self.name())))?;
-        let exchange = async {
-            let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
-            let head = format!(
-                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-            );
-            stream.write_all(head.as_bytes()).await?;
-            let mut raw = Vec::new();
-            stream.read_to_end(&mut raw).await?;
-            Ok::<_, std::io::Error>(raw)
-        };
-        let raw = tokio::time::timeout(HTTP_TIMEOUT, exchange)
-            .await
-            .map_err(|_| skew_err(format!("GET {path} on {port} timed out")))?
-            .map_err(|e| skew_err(format!("GET {path} on {port}: {e}")))?;
-        let raw = String::from_utf8_lossy(&raw);
-        raw.split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())
-            .ok_or_else(|| skew_err(format!("not an HTTP answer: {raw}")))
+        Ok(crate::http::http_request(port, "GET", path).await?.body)
     }
 
     /// Waits until `/version` reports `field` equal to `expected` (as JSON), within `timeout`.
