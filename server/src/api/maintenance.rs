@@ -88,7 +88,9 @@ impl Maintenance for MaintenanceService {
         let header = self
             .member
             .header(crate::mvcc::KvRead::rev(self.member.store.as_ref()));
-        let downgrade = self.member.versions()?.downgrade;
+        // Status feeds kube-apiserver's health and size metrics: it answers even if the version
+        // record cannot be read (a damaged record stops the member at its next start).
+        let downgrade = self.member.versions().ok().and_then(|v| v.downgrade);
         Ok(Response::new(StatusResponse {
             header,
             version: ETCD_API_VERSION.to_string(),
