@@ -204,11 +204,10 @@ fn update_versions(
     versions: &mut Option<VersionState>,
     change: impl FnOnce(&mut VersionState),
 ) -> Result<Applied, EtcdError> {
-    let state = match versions.take() {
+    let mut state = match versions.take() {
         Some(s) => s,
         None => crate::version::state::load(batch.store())?,
     };
-    let mut state = state;
     change(&mut state);
     *versions = Some(state);
     Ok(Applied::Nothing)

@@ -94,7 +94,8 @@ pub async fn decide_cluster_version(member: Arc<Member>) {
         tokio::time::sleep(INTERVAL).await;
         let leading =
             member.raft.metrics().borrow().current_leader == Some(member.identity.member_id);
-        if !leading {
+        // Not while handing leadership over: the transferee must have the whole log.
+        if !leading || member.leadership.transferring() {
             continue;
         }
         let Ok(state) = member.versions() else {
