@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use crate::config::{InitialClusterState, MemberConfig};
 use crate::datadir::{Identity, cluster_id, fresh_identity, member_id};
-use crate::proto::peerpb::ClusterInfoRequest;
 use crate::proto::peerpb::peer_client::PeerClient;
+use crate::proto::peerpb::{ClusterInfoReply, ClusterInfoRequest};
 use crate::raft::MemberNode;
+use crate::version::Version;
 
 /// How long a joining member keeps asking the cluster about itself.
 const JOIN_PATIENCE: Duration = Duration::from_secs(30);
@@ -22,6 +23,9 @@ const JOIN_RETRY: Duration = Duration::from_millis(500);
 /// Why a member cannot be bootstrapped from its flags.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
+    /// The cluster's version does not admit this member's (`crate::version`).
+    #[error("refusing to join the cluster")]
+    Skew(#[from] crate::version::SkewError),
     /// `--initial-cluster` does not parse.
     #[error("invalid --initial-cluster {value:?}: expected name=peer-url[,name=peer-url...]")]
     Syntax {
@@ -135,6 +139,16 @@ pub struct Bootstrap {
     pub state: InitialClusterState,
 }
 
+/// Refuses, before anything is written, a cluster whose version does not admit `server`
+/// (a peer that answers no cluster version leaves the check to the running member).
+fn check_join_skew(server: Version, reply: &ClusterInfoReply) -> Result<(), BootstrapError> {
+    let Ok(cluster) = reply.cluster_version.parse::<Version>() else {
+        return Ok(());
+    };
+    let downgrade = reply.downgrade_target.parse().ok();
+    Ok(crate::version::check_skew(server, cluster, downgrade)?)
+}
+
 impl Bootstrap {
     /// Reads and checks the cluster flags of `cfg`.
     pub fn from_flags(cfg: &MemberConfig) -> Result<Self, BootstrapError> {
@@ -205,6 +219,7 @@ impl Bootstrap {
         &self,
         cfg: &MemberConfig,
         tls: Option<&crate::tls::ReloadingClientConfig>,
+        server_version: Version,
     ) -> Result<Identity, BootstrapError> {
         let urls: Vec<String> = self
             .members
@@ -246,6 +261,7 @@ impl Bootstrap {
                                 urls: cfg.initial_advertise_peer_urls.join(","),
                             });
                         }
+                        check_join_skew(server_version, &reply)?;
                         let mut identity = fresh_identity(
                             &cfg.name,
                             &cfg.initial_advertise_peer_urls,

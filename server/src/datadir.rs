@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 const OXCD_DIR: &str = "oxcd";
 const IDENTITY_FILE: &str = "identity.json";
-const FORMAT: u32 = 1;
+/// The on-disk format of the data dir this binary writes; members advertise it beside their
+/// server version (`version`).
+pub const FORMAT: u32 = 1;
 
 /// Who this member is, fixed when its data dir is created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

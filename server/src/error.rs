@@ -95,6 +95,24 @@ pub enum EtcdError {
     /// A learner was asked for something only voting members serve.
     #[error("etcdserver: rpc not supported for learner")]
     NotSupportedForLearner,
+    /// Maintenance.Downgrade before the cluster version is decided.
+    #[error("etcdserver: cluster version not found during downgrade")]
+    ClusterVersionUnavailable,
+    /// A downgrade target that is not `major.minor[.patch]`.
+    #[error("etcdserver: wrong downgrade target version format")]
+    WrongDowngradeVersionFormat,
+    /// A downgrade target other than one minor below the cluster version.
+    #[error("etcdserver: invalid downgrade target version")]
+    InvalidDowngradeTargetVersion,
+    /// Downgrade VALIDATE/ENABLE while a downgrade is enabled.
+    #[error("etcdserver: cluster has a downgrade job in progress")]
+    DowngradeInProcess,
+    /// Downgrade CANCEL with no downgrade enabled.
+    #[error("etcdserver: no inflight downgrade job")]
+    NoInflightDowngrade,
+    /// A request whose action etcd does not know (etcd sends it with code Unknown).
+    #[error("etcdserver: unknown method")]
+    UnknownMethod,
 }
 
 impl EtcdError {
@@ -119,8 +137,14 @@ impl EtcdError {
             | Self::LeaderChanged
             | Self::Unhealthy => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
+            Self::UnknownMethod => Code::Unknown,
             Self::MemberNotFound => Code::NotFound,
-            Self::MemberBadUrls => Code::InvalidArgument,
+            Self::MemberBadUrls
+            | Self::WrongDowngradeVersionFormat
+            | Self::InvalidDowngradeTargetVersion => Code::InvalidArgument,
+            Self::ClusterVersionUnavailable
+            | Self::DowngradeInProcess
+            | Self::NoInflightDowngrade => Code::FailedPrecondition,
             Self::PeerUrlExists
             | Self::MemberNotLearner
             | Self::LearnerNotReady

@@ -19,3 +19,4 @@ pub mod server;
 pub mod snapshot;
 pub mod storage;
 pub mod tls;
+pub mod version;

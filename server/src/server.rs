@@ -75,6 +75,12 @@ pub enum ServerError {
     /// A listener failed while serving.
     #[error("client listener failed")]
     Serve(#[source] tonic::transport::Error),
+    /// The version to advertise (test override) does not parse.
+    #[error("cannot determine the server version")]
+    Version(#[from] crate::version::ParseVersionError),
+    /// This member's version is too far from the cluster version.
+    #[error("refusing to run in this cluster")]
+    Skew(#[from] crate::version::SkewError),
 }
 
 /// Where metrics and health are served when `--listen-metrics-urls` is not given.
@@ -119,6 +125,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     cfg.validate()?;
+    let server_version = crate::version::advertised()?;
     let bootstrap = Bootstrap::from_flags(&cfg)?;
     let https = |urls: &[String]| urls.iter().any(|u| u.starts_with("https://"));
     let tls = cfg
@@ -133,7 +140,7 @@ pub async fn run(
     // from the flags, as etcd does.
     let fresh = if !DataDir::exists(&root) && bootstrap.state == InitialClusterState::Existing {
         bootstrap
-            .join_identity(&cfg, tls.peer_client.as_deref())
+            .join_identity(&cfg, tls.peer_client.as_deref(), server_version)
             .await?
     } else {
         bootstrap.new_identity(&cfg)
@@ -148,6 +155,13 @@ pub async fn run(
         Arc::new(SledEngine::open(&db_path, cfg.backend_cache_bytes).map_err(storage_err)?);
     let mvcc_ks = engine.keyspace("mvcc").map_err(storage_err)?;
     let store = Arc::new(MvccStore::open(mvcc_ks).map_err(storage_err)?);
+    // A restart with a binary the cluster cannot accept stops before anything else starts.
+    let versions = crate::version::state::load(&store).map_err(|e| {
+        storage_err(StorageError::Corrupt {
+            what: format!("the version record ({e})"),
+        })
+    })?;
+    crate::version::monitor::check_state(server_version, &versions)?;
     let settings = RaftSettings {
         heartbeat_ms: cfg.heartbeat_interval,
         election_ms: cfg.election_timeout,
@@ -216,7 +230,13 @@ pub async fn run(
         election_timeout: std::time::Duration::from_millis(cfg.election_timeout),
         leadership: Default::default(),
         reads: crate::peer::read_index::ReadIndexBatcher::start(weak.clone()),
+        server_version,
     });
+    let publish_version = tokio::spawn(crate::version::monitor::publish(member.clone()));
+    let cluster_version = tokio::spawn(crate::version::monitor::decide_cluster_version(
+        member.clone(),
+    ));
+    let skew_guard = crate::version::monitor::guard(member.clone());
     let quorum_check = tokio::spawn(crate::api::leadership::check_quorum(member.clone()));
     let publish = tokio::spawn(crate::api::membership::publish(member.clone()));
     let raft_metrics = tokio::spawn(metrics.clone().follow_raft(raft.clone()));
@@ -306,6 +326,10 @@ pub async fn run(
 
     let outcome = tokio::select! {
         () = shutdown => Ok(()),
+        e = skew_guard => {
+            tracing::error!(error = %e, "this member's version cannot run in this cluster; stopping");
+            Err(ServerError::Skew(e))
+        },
         Some(joined) = servers.join_next() => match joined {
             Ok(Err(e)) => Err(ServerError::Serve(e)),
             _ => Ok(()),
@@ -318,6 +342,8 @@ pub async fn run(
     compactor.abort();
     lease_expiry.abort();
     publish.abort();
+    publish_version.abort();
+    cluster_version.abort();
     quorum_check.abort();
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not shut down cleanly");

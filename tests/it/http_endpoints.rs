@@ -3,103 +3,29 @@
 //! etcd 3.6 where etcd serves them.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use oxcd_tests::{EtcdServer, EtcdVersion, OxcdServer, free_port};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use oxcd_tests::{EtcdServer, EtcdVersion, HttpAnswer, OxcdServer, free_port, http_request};
 
-/// How long one HTTP exchange may take (a linearizable health read waits at most 7 s).
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// One HTTP/1.1 answer (the harness's).
+type Answer = HttpAnswer;
 
-/// One HTTP/1.1 answer: status code, headers (names lower-case) and body.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Sends `method path` to 127.0.0.1:`port` with a hand-written request and reads to the end.
+/// Sends `method path` to 127.0.0.1:`port`; panics when no HTTP answer comes.
 async fn request(port: u16, method: &str, path: &str) -> Answer {
-    let exchange = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(head.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        Ok::<_, std::io::Error>(raw)
-    };
-    let raw = tokio::time::timeout(HTTP_TIMEOUT, exchange)
+    http_request(port, method, path)
         .await
-        .unwrap_or_else(|_| panic!("{method} {path} on port {port} timed out"))
-        .unwrap_or_else(|e| panic!("{method} {path} on port {port} failed: {e}"));
-    parse(&String::from_utf8_lossy(&raw))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn get(port: u16, path: &str) -> Answer {
     request(port, "GET", path).await
 }
 
-fn parse(raw: &str) -> Answer {
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP head");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut body = String::new();
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
-        if size == 0 {
-            break;
-        }
-        body.push_str(&tail[..size]);
-        rest = &tail[size + 2..];
-    }
-    body
-}
-
-/// The keys of a flat JSON object of strings, e.g. `{"health":"true","reason":""}`.
+/// The top-level keys of a JSON object, e.g. `{"health":"true","reason":""}`.
 fn json_keys(body: &str) -> BTreeSet<String> {
-    let inner = body.trim().trim_start_matches('{').trim_end_matches('}');
-    inner
-        .split(',')
-        .filter_map(|pair| pair.split_once(':'))
-        .map(|(key, _)| key.trim().trim_matches('"').to_string())
-        .collect()
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
+        other => panic!("not a JSON object: {body:?} ({other:?})"),
+    }
 }
 
 /// The value of the first sample of `series` (name and labels, exactly as written).
@@ -177,6 +103,13 @@ async fn version_names_the_etcd_api_version_as_json() {
         "oxcd's own version: {}",
         answer.body
     );
+    for field in [
+        r#""oxcdcluster":"#,
+        r#""oxcdstorage":1"#,
+        r#""downgrade":{"target-version":"#,
+    ] {
+        assert!(answer.body.contains(field), "{field} in {}", answer.body);
+    }
 }
 
 #[tokio::test]
@@ -278,9 +211,17 @@ async fn health_answers_match_etcd_3_6() {
         version.1.header("content-type"),
         version.0.header("content-type")
     );
-    // etcd's keys, plus oxcd's own version.
+    // etcd's keys, plus oxcd's own versions (`oxcd_server::version`).
     let mut expected = json_keys(&version.0.body);
-    expected.insert("oxcd".to_string());
+    for own in [
+        "oxcd",
+        "oxcdcluster",
+        "oxcdstorage",
+        "oxcdmembers",
+        "downgrade",
+    ] {
+        expected.insert(own.to_string());
+    }
     assert_eq!(json_keys(&version.1.body), expected);
 }
 

@@ -6,6 +6,7 @@ mod bad_input;
 mod benchmark_tool;
 mod cluster;
 mod crash;
+mod downgrade_diff;
 mod etcdctl_kv;
 mod etcdctl_more;
 mod flags;

@@ -154,6 +154,22 @@ impl OxcdCluster {
     /// Adds a member with `member add` (as a learner when `learner`), starts it with
     /// `--initial-cluster-state existing` and waits until it serves. Returns its index.
     pub async fn add_member(&mut self, learner: bool) -> Result<usize> {
+        let mut member = self.prepare_join(learner).await?;
+        member.spawn()?;
+        if learner {
+            // Its client port opens once it has joined; clients use it after promotion.
+            self.learners.insert(member.name().to_string());
+        } else {
+            member.wait_serving().await?;
+        }
+        self.members.push(member);
+        Ok(self.members.len() - 1)
+    }
+
+    /// Adds a member with `member add` and returns it prepared (flags for
+    /// `--initial-cluster-state existing`) but not started, and not among [`Self::members`]:
+    /// for members expected to refuse the cluster, or to be configured first.
+    pub async fn prepare_join(&mut self, learner: bool) -> Result<OxcdServer> {
         let [client_port, peer_port] = free_ports::<2>()?;
         let name = format!("m{}", self.next_name);
         self.next_name += 1;
@@ -173,7 +189,7 @@ impl OxcdCluster {
         initial.push(format!("{name}={peer_url}"));
         let initial = initial.join(",");
         let extra: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
-        let mut member = OxcdServer::prepare_member(
+        OxcdServer::prepare_member(
             &name,
             client_port,
             peer_port,
@@ -184,16 +200,7 @@ impl OxcdCluster {
                 "existing",
             ],
             &extra,
-        )?;
-        member.spawn()?;
-        if learner {
-            // Its client port opens once it has joined; clients use it after promotion.
-            self.learners.insert(name);
-        } else {
-            member.wait_serving().await?;
-        }
-        self.members.push(member);
-        Ok(self.members.len() - 1)
+        )
     }
 
     /// The member id of member `i`, as the cluster lists it.

@@ -70,7 +70,7 @@ impl ClientTls {
 #[derive(Debug)]
 pub struct OxcdServer {
     // Declared before `dir`: the process dies before its directory is removed.
-    process: Option<ManagedProcess>,
+    pub(crate) process: Option<ManagedProcess>,
     name: String,
     endpoint: String,
     client_port: u16,
@@ -83,8 +83,8 @@ pub struct OxcdServer {
     peer_https: bool,
     /// The cgroup it runs in, when a test may partition it.
     cgroup: Option<PathBuf>,
-    extra_args: Vec<String>,
-    env: Vec<(String, String)>,
+    pub(crate) extra_args: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
     starts: usize,
     dir: TempDir,
 }

@@ -17,6 +17,9 @@ use super::Member;
 pub struct LeaderState {
     quorum_ok: AtomicBool,
     lease_term: AtomicU64,
+    /// A MoveLeader is under way: this member's own background writes wait (etcd's leader drops
+    /// proposals while it transfers), since an entry the transferee lacks loses it the election.
+    transferring: AtomicBool,
 }
 
 impl Default for LeaderState {
@@ -24,7 +27,20 @@ impl Default for LeaderState {
         Self {
             quorum_ok: AtomicBool::new(true),
             lease_term: AtomicU64::new(0),
+            transferring: AtomicBool::new(false),
         }
+    }
+}
+
+impl LeaderState {
+    /// Marks a leadership transfer as started (true) or ended (false).
+    pub(crate) fn set_transferring(&self, on: bool) {
+        self.transferring.store(on, Ordering::Release);
+    }
+
+    /// True while this member hands its leadership over.
+    pub fn transferring(&self) -> bool {
+        self.transferring.load(Ordering::Acquire)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The Maintenance service. Status reports what kube-apiserver and etcdctl read from it; Alarm
 //! lists and raises/disarms alarms (`api::quota`); HashKV
 //! and Hash hash the store (`mvcc::hash`), Snapshot streams a point-in-time image of it
-//! (`snapshot::export`), and Defragment does what sled allows.
+//! (`snapshot::export`), Defragment does what sled allows, and Downgrade is `api::downgrade`.
 //!
 //! Defragment: etcd rewrites its bbolt file to return free pages to the filesystem. sled has no
 //! online compaction of its files (it reclaims segments itself as it goes), so oxcd's Defragment
@@ -18,9 +18,9 @@ use crate::error::EtcdError;
 use crate::mvcc::hash;
 use crate::proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, DowngradeInfo,
-    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
-    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
-    maintenance_server::Maintenance,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse, maintenance_server::Maintenance,
 };
 use crate::snapshot::export;
 
@@ -88,6 +88,9 @@ impl Maintenance for MaintenanceService {
         let header = self
             .member
             .header(crate::mvcc::KvRead::rev(self.member.store.as_ref()));
+        // Status feeds kube-apiserver's health and size metrics: it answers even if the version
+        // record cannot be read (a damaged record stops the member at its next start).
+        let downgrade = self.member.versions().ok().and_then(|v| v.downgrade);
         Ok(Response::new(StatusResponse {
             header,
             version: ETCD_API_VERSION.to_string(),
@@ -106,11 +109,21 @@ impl Maintenance for MaintenanceService {
                 .any(|v| v == self.member.identity.member_id),
             storage_version: ETCD_API_VERSION.to_string(),
             db_size_quota: self.member.limits.quota_bytes,
+            // In oxcd release versions, as Maintenance.Downgrade takes them (`version`).
             downgrade_info: Some(DowngradeInfo {
-                enabled: false,
-                target_version: String::new(),
+                enabled: downgrade.is_some(),
+                target_version: downgrade.unwrap_or_default(),
             }),
         }))
+    }
+
+    async fn downgrade(
+        &self,
+        request: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Ok(Response::new(
+            self.member.downgrade(request.into_inner()).await?,
+        ))
     }
 
     async fn move_leader(

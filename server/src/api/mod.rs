@@ -1,6 +1,7 @@
 //! The etcd v3 gRPC services, one module per service, over one shared [`Member`] context.
 
 pub mod cluster;
+pub mod downgrade;
 pub mod grpc_status;
 pub mod kv;
 pub mod leadership;
@@ -78,6 +79,8 @@ pub struct Member {
     pub leadership: leadership::LeaderState,
     /// Shares ReadIndex rounds between concurrent linearizable reads.
     pub reads: crate::peer::read_index::ReadIndexBatcher,
+    /// The oxcd release version this member advertises (`version`).
+    pub server_version: crate::version::Version,
 }
 
 impl Member {

@@ -41,6 +41,10 @@ impl Member {
         };
         let timeout = election * TRANSFER_ELECTIONS;
         let deadline = Instant::now() + timeout;
+        self.leadership.set_transferring(true);
+        // As etcd's raft: the transferee campaigns only once it has the whole log, or the
+        // voters that have an entry it lacks would refuse it.
+        self.wait_caught_up(target, deadline).await;
         self.raft.runtime_config().heartbeat(false);
         let outcome = async {
             let mut client = self
@@ -65,7 +69,34 @@ impl Member {
         .await;
         // Heartbeats matter again whenever this member leads in the future.
         self.raft.runtime_config().heartbeat(true);
+        self.leadership.set_transferring(false);
         outcome
+    }
+
+    /// Waits (until `deadline` at most) for `target` to have replicated this leader's last entry.
+    async fn wait_caught_up(&self, target: u64, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let caught_up = self
+            .raft
+            .wait(Some(left))
+            .metrics(
+                |m| {
+                    let matched = m
+                        .replication
+                        .as_ref()
+                        .and_then(|r| r.get(&target).cloned().flatten())
+                        .map(|l| l.index);
+                    matched >= m.last_log_index
+                },
+                "transferee caught up",
+            )
+            .await;
+        if caught_up.is_err() {
+            tracing::warn!(
+                target,
+                "the transferee has not caught up; asking it to campaign anyway"
+            );
+        }
     }
 
     /// Campaigns until this member leads or `timeout` passes (asked by the leader).

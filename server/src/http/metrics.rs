@@ -48,6 +48,7 @@ pub struct Metrics {
     compact_revision: Gauge,
     quota_backend_bytes: Gauge,
     server_id: InfoFamily,
+    oxcd_cluster_version: InfoFamily,
     wal_fsync: Histogram,
     backend_commit: Histogram,
     health_success: Gauge,
@@ -188,6 +189,11 @@ impl Metrics {
                 "etcd_server_id",
                 "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID",
             ),
+            oxcd_cluster_version: register(
+                r,
+                "oxcd_cluster_version",
+                "The cluster version in oxcd releases (the lowest member release). 1 for 'cluster_version' label with it",
+            ),
             wal_fsync: disk_histogram(
                 r,
                 "etcd_disk_wal_fsync_duration_seconds",
@@ -246,6 +252,13 @@ impl Metrics {
         self.server_id
             .get_or_create(&[("server_id", format!("{:x}", member.identity.member_id))])
             .set(1);
+        // One series only, as etcd resets its cluster version gauge before setting it.
+        self.oxcd_cluster_version.clear();
+        if let Some(cluster) = member.cluster_version() {
+            self.oxcd_cluster_version
+                .get_or_create(&[("cluster_version", cluster.cluster_string())])
+                .set(1);
+        }
         match member.engine.size_on_disk() {
             Ok(size) => {
                 self.db_total_size.set(to_i64(size));

