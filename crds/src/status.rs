@@ -172,4 +172,7 @@ pub mod reason {
     /// Degraded: a member restarted onto the new template did not become ready; the rollout
     /// halted with the other members (and the quorum) untouched.
     pub const UPGRADE_STALLED: &str = "UpgradeStalled";
+    /// Degraded: `spec.version` is more than one minor above a member's version; the rollout
+    /// waits for an intermediate version.
+    pub const VERSION_SKEW: &str = "VersionSkew";
 }

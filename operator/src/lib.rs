@@ -15,6 +15,7 @@ pub mod reconcile;
 pub mod rollout;
 pub mod status;
 pub mod validate;
+pub mod versions;
 
 /// An error and its sources, joined with ": " (our error messages never repeat their source).
 pub fn error_chain(error: &dyn std::error::Error) -> String {

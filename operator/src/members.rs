@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, MemberAddOptions, TlsOptions};
 
-use crate::names::Names;
+use crate::names::{METRICS_PORT, Names};
 
 /// How long connecting to a member may take; unreachable members must not stall a reconcile.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -28,8 +28,11 @@ pub struct ClientTls {
 /// What a member reported about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberHealth {
-    /// Server version.
+    /// The version to show: its oxcd release version when known, else the etcd API version
+    /// Status reports.
     pub version: String,
+    /// Its oxcd release version (from `GET /version`), when it could be read.
+    pub release: Option<String>,
     /// Raft index the member has applied.
     pub applied_index: u64,
     /// The leader it knows (0: none).
@@ -196,6 +199,30 @@ impl Members {
                 lost_data: false,
             });
         }
+        // The members' oxcd release versions (Status only knows the etcd API version), from any
+        // member that answered; without them the versions stay as Status reported them.
+        let answering = members
+            .iter()
+            .filter(|m| m.health.is_some())
+            .find_map(|m| m.ordinal);
+        if let Some(ordinal) = answering {
+            let port = u16::try_from(METRICS_PORT).unwrap_or_default();
+            match crate::versions::read(&self.names.member_host(ordinal), port).await {
+                Ok(versions) => {
+                    for member in &mut members {
+                        if let (Some(health), Some(version)) =
+                            (member.health.as_mut(), versions.member(member.id))
+                        {
+                            version.clone_into(&mut health.version);
+                            health.release = Some(version.to_owned());
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(error = %crate::error_chain(&error), "member versions unknown");
+                }
+            }
+        }
         Ok(Membership { members })
     }
 
@@ -210,6 +237,7 @@ impl Members {
         let status = client.status().await.ok()?;
         Some(MemberHealth {
             version: status.version().to_owned(),
+            release: None,
             applied_index: status.raft_applied_index(),
             leader: status.leader(),
         })

@@ -18,6 +18,7 @@ fn member(ordinal: u32, learner: bool, applied: Option<u64>, leader: u64) -> Obs
         is_learner: learner,
         health: applied.map(|applied_index| MemberHealth {
             version: "0.1.0".to_owned(),
+            release: None,
             applied_index,
             leader,
         }),

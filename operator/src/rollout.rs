@@ -79,6 +79,27 @@ pub enum RolloutWait {
     MemberUnhealthy,
     /// A member is more than [`MAX_APPLY_LAG`] entries behind the leader.
     CatchingUp,
+    /// The target version is more than one minor above the lowest version a member runs (or
+    /// another major): the members would refuse it. Set an intermediate version first.
+    VersionSkew,
+}
+
+/// Whether `target` is out of reach of the members in one step: another major, or a minor more
+/// than one above the lowest release a member runs. Unknown releases (members that did not
+/// tell) never block.
+pub fn skips_a_minor(target: &str, membership: &Membership) -> bool {
+    let key = crate::status::version_key;
+    let lowest = membership
+        .members
+        .iter()
+        .filter_map(|m| m.health.as_ref()?.release.as_deref())
+        .min_by_key(|v| key(v));
+    match (key(target).as_slice(), lowest.map(key).as_deref()) {
+        ([major, minor, ..], Some([low_major, low_minor, ..])) => {
+            major != low_major || *minor > low_minor + 1
+        }
+        _ => false,
+    }
 }
 
 /// The rollout step for `membership` (no membership change under way) and `observed` at `now`;

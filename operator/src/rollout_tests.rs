@@ -23,6 +23,7 @@ fn membership(leader: u32, applied: [u64; 3]) -> Membership {
                 is_learner: false,
                 health: Some(MemberHealth {
                     version: "0.1.0".to_owned(),
+                    release: None,
                     applied_index: applied[o as usize],
                     leader: 100 + u64::from(leader),
                 }),
@@ -259,4 +260,21 @@ fn the_upgrade_status_names_updated_members_and_keeps_where_it_started() {
         ),
         None
     );
+}
+
+#[test]
+fn a_target_more_than_one_minor_above_the_lowest_member_is_out_of_reach() {
+    let mut cluster = membership(0, [1, 1, 1]);
+    let releases = ["0.1.4", "0.2.0", "0.2.0"];
+    for (member, release) in cluster.members.iter_mut().zip(releases) {
+        if let Some(h) = member.health.as_mut() {
+            h.release = Some(release.to_owned());
+        }
+    }
+    assert!(!skips_a_minor("0.2.1", &cluster));
+    // 0.1 is still running: 0.3 would skip 0.2 for that member.
+    assert!(skips_a_minor("0.3.0", &cluster));
+    assert!(skips_a_minor("1.2.0", &cluster));
+    // Members that did not tell their release block nothing.
+    assert!(!skips_a_minor("0.9.0", &membership(0, [1, 1, 1])));
 }

@@ -252,6 +252,16 @@ pub fn build_status(
                 cluster.names.member(*ordinal)
             ),
         );
+    } else if let Some(RolloutStep::Wait(RolloutWait::VersionSkew)) = outcome.rollout {
+        set(
+            condition::DEGRADED,
+            true,
+            reason::VERSION_SKEW,
+            format!(
+                "spec.version {} is more than one minor above a member's version; members move one minor at a time: set an intermediate version first",
+                cluster.spec.version
+            ),
+        );
     } else if outcome.membership.is_none() && formed {
         set(
             condition::DEGRADED,
@@ -342,6 +352,9 @@ fn rolling_out(cluster: &ValidatedCluster, step: &RolloutStep) -> Option<(&'stat
                 RolloutWait::PodNotReady => "every member pod is ready",
                 RolloutWait::MemberUnhealthy => "every member answers and a leader is known",
                 RolloutWait::CatchingUp => "every member has caught up with the leader",
+                RolloutWait::VersionSkew => {
+                    "spec.version is at most one minor above the lowest member version (set an intermediate version first)"
+                }
             }
         ),
     };

@@ -23,6 +23,7 @@ fn membership(healthy: &[bool], leader_ordinal: u32, versions: &[&str]) -> Membe
                     is_learner: false,
                     health: ok.then(|| MemberHealth {
                         version: versions.get(i).copied().unwrap_or("0.1.0").to_owned(),
+                        release: None,
                         applied_index: 10,
                         leader: 0xa0 + u64::from(leader_ordinal),
                     }),

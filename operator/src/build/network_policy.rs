@@ -1,6 +1,7 @@
 //! The NetworkPolicy of a cluster: only kube-apiserver pods (by the spec's selector), further
 //! declared clients and the operator reach the client port 2379; only members reach each other
-//! on 2380; only the monitoring selector reaches 2381. Every other ingress is denied.
+//! on 2380; only the operator (member versions, `/version`) and the monitoring selector reach
+//! 2381. Every other ingress is denied.
 
 use std::collections::BTreeMap;
 
@@ -68,16 +69,20 @@ pub fn build_network_policy(cluster: &ValidatedCluster) -> Option<NetworkPolicy>
         )]))),
         ..NetworkPolicyPeer::default()
     };
-    let mut clients = vec![peer(&policy.api_server), operator];
+    let mut clients = vec![peer(&policy.api_server), operator.clone()];
     clients.extend(policy.additional_clients.iter().map(peer));
     let members = NetworkPolicyPeer {
         pod_selector: Some(match_labels(cluster.names.selector_labels())),
         ..NetworkPolicyPeer::default()
     };
-    let mut ingress = vec![rule(CLIENT_PORT, clients), rule(PEER_PORT, vec![members])];
-    if let Some(monitoring) = &policy.monitoring {
-        ingress.push(rule(METRICS_PORT, vec![peer(monitoring)]));
-    }
+    // The operator reads the members' release versions from the metrics port (`/version`).
+    let mut metrics_clients = vec![operator.clone()];
+    metrics_clients.extend(policy.monitoring.iter().map(peer));
+    let ingress = vec![
+        rule(CLIENT_PORT, clients),
+        rule(PEER_PORT, vec![members]),
+        rule(METRICS_PORT, metrics_clients),
+    ];
     Some(NetworkPolicy {
         metadata: child_meta(cluster, cluster.names.statefulset()),
         spec: Some(NetworkPolicySpec {
@@ -128,9 +133,13 @@ mod tests {
     }
 
     #[test]
-    fn peer_port_admits_only_members_and_metrics_stay_closed_without_a_monitoring_selector() {
+    fn peer_port_admits_only_members_and_metrics_only_the_operator_without_a_monitoring_selector() {
         let rules = rules(MINIMAL);
-        assert_eq!(rules.len(), 2);
+        assert_eq!(rules.len(), 3);
+        assert_eq!(port_of(&rules[2]), Some(IntOrString::Int(2381)));
+        let metrics = serde_json::to_string(&rules[2].from).unwrap_or_default();
+        assert_eq!(rules[2].from.as_ref().map(Vec::len), Some(1));
+        assert!(metrics.contains("oxcd-operator"), "{metrics}");
         assert_eq!(port_of(&rules[1]), Some(IntOrString::Int(2380)));
         let from = rules[1].from.clone().unwrap_or_default();
         assert_eq!(from.len(), 1);
@@ -160,6 +169,7 @@ spec:
         );
         assert_eq!(rules.len(), 3);
         assert_eq!(port_of(&rules[2]), Some(IntOrString::Int(2381)));
+        assert_eq!(rules[2].from.as_ref().map(Vec::len), Some(2));
         assert_eq!(rules[0].from.as_ref().map(Vec::len), Some(3));
     }
 

@@ -32,7 +32,7 @@ use crate::build::{self, Bootstrap};
 use crate::members::{Members, MembersError};
 use crate::names::FIELD_MANAGER;
 use crate::plan::{MemberAction, Plan, plan, plan_unreachable};
-use crate::rollout::{RolloutStep, plan_rollout, upgrade_status};
+use crate::rollout::{RolloutStep, RolloutWait, plan_rollout, skips_a_minor, upgrade_status};
 use crate::status::{Outcome, build_status, invalid_status};
 use crate::validate::{ValidatedCluster, validate};
 
@@ -237,12 +237,16 @@ async fn reconcile_valid(
             // Read again: applying the children may just have changed its template.
             let statefulset = get_statefulset().await?;
             let observed = rolling::observe(statefulset.as_ref(), &member_pods, &validated.names);
-            let step = plan_rollout(
-                membership,
-                &observed,
-                jiff::Timestamp::now(),
-                context.settings.rollout_stall_after,
-            );
+            let step = if skips_a_minor(&validated.spec.version, membership) {
+                RolloutStep::Wait(RolloutWait::VersionSkew)
+            } else {
+                plan_rollout(
+                    membership,
+                    &observed,
+                    jiff::Timestamp::now(),
+                    context.settings.rollout_stall_after,
+                )
+            };
             rolling::act(&step, cluster, &validated, &members, &pods, context).await?;
             let previous = cluster.status.as_ref().and_then(|s| s.upgrade.as_ref());
             let upgrade = upgrade_status(
