@@ -131,13 +131,27 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
     set_version(&clusters, &v.next, false).await?;
     await_events(client, ns, "RollingUpdate", 1).await?;
     kill_operator(client).await?;
-    await_store_cluster(client, ns, CLUSTER, "upgraded", WAIT, |sc| {
+    // Done when every member reports the new release (read by the operator from /version).
+    let next = v.next.clone();
+    let upgraded = await_store_cluster(client, ns, CLUSTER, "upgraded", WAIT, move |sc| {
+        let status = &sc.data["status"];
         condition_true(sc, "Available") == Some(true)
             && condition_true(sc, "Progressing") == Some(false)
-            && sc.data["status"]["upgrade"].is_null()
-            && sc.data["status"]["ready"] == "3/3"
+            && status["upgrade"].is_null()
+            && status["ready"] == "3/3"
+            && status["version"] == next.as_str()
     })
     .await?;
+    let member_versions: Vec<&str> = upgraded.data["status"]["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["version"].as_str())
+        .collect();
+    ensure!(
+        member_versions == [v.next.as_str(); 3],
+        "member versions after the upgrade: {member_versions:?}"
+    );
     let image = format!("oxcd.local/oxcd:{}", v.next);
     for ordinal in 0..3 {
         let pod = pods.get(&format!("{CLUSTER}-{ordinal}")).await?;
