@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, MemberAddOptions, TlsOptions};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, DowngradeOptions, Identity, MemberAddOptions, TlsOptions,
+};
 
 use crate::names::{METRICS_PORT, Names};
 
@@ -99,6 +101,15 @@ pub enum MembersError {
         action: &'static str,
         /// The member.
         member_id: u64,
+        /// The etcd error.
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// Enabling a downgrade of the cluster version was refused.
+    #[error("failed to enable the downgrade of the cluster version to {target}")]
+    Downgrade {
+        /// The target, `major.minor`.
+        target: String,
         /// The etcd error.
         #[source]
         source: etcd_client::Error,
@@ -305,6 +316,31 @@ impl Members {
             .await
             .map(drop)
             .map_err(change)
+    }
+
+    /// Enables the downgrade of the cluster version to `target` (`major.minor`, etcd's
+    /// `downgrade enable`) unless one to it is under way already; returns whether it enabled it.
+    /// Members older than the cluster version are refused until it is.
+    pub async fn ensure_downgrade(&self, target: &str) -> Result<bool, MembersError> {
+        let refused = |source| MembersError::Downgrade {
+            target: target.to_owned(),
+            source,
+        };
+        let mut client = self.any().await?;
+        let status = client.status().await.map_err(refused)?;
+        let prefix = format!("{target}.");
+        if status
+            .downgrade_info()
+            .is_some_and(|info| info.enabled() && info.target_version().starts_with(&prefix))
+        {
+            return Ok(false);
+        }
+        client
+            .maintenance_client()
+            .downgrade(DowngradeOptions::Enable(target.to_owned()))
+            .await
+            .map_err(refused)?;
+        Ok(true)
     }
 
     /// The client URL of the member with ordinal `ordinal`.

@@ -84,19 +84,52 @@ pub enum RolloutWait {
     VersionSkew,
 }
 
-/// Whether `target` is out of reach of the members in one step: another major, or a minor more
-/// than one above the lowest release a member runs. Unknown releases (members that did not
-/// tell) never block.
-pub fn skips_a_minor(target: &str, membership: &Membership) -> bool {
+/// The cluster version (`major.minor`) a downgrade to `target` needs enabled first, when the spec
+/// allows a downgrade and a member still runs the minor above `target`. Once every member runs
+/// `target`, the members end the downgrade themselves.
+pub fn downgrade_target(target: &str, allowed: bool, membership: &Membership) -> Option<String> {
     let key = crate::status::version_key;
-    let lowest = membership
+    let highest = membership
         .members
         .iter()
         .filter_map(|m| m.health.as_ref()?.release.as_deref())
-        .min_by_key(|v| key(v));
-    match (key(target).as_slice(), lowest.map(key).as_deref()) {
-        ([major, minor, ..], Some([low_major, low_minor, ..])) => {
-            major != low_major || *minor > low_minor + 1
+        .max_by_key(|v| key(v))?;
+    match (key(target).as_slice(), key(highest).as_slice()) {
+        ([major, minor, ..], [high_major, high_minor, ..])
+            if allowed && major == high_major && minor + 1 == *high_minor =>
+        {
+            Some(format!("{major}.{minor}"))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `target` is out of reach of the members in one step: another major, a minor more
+/// than one above the lowest release a member runs, or more than one below the highest. Unknown
+/// releases (members that did not tell) never block.
+pub fn skips_a_minor(target: &str, membership: &Membership) -> bool {
+    let key = crate::status::version_key;
+    let mut releases: Vec<Vec<u64>> = membership
+        .members
+        .iter()
+        .filter_map(|m| m.health.as_ref()?.release.as_deref())
+        .map(key)
+        .collect();
+    releases.sort();
+    match (
+        key(target).as_slice(),
+        releases.first().map(Vec::as_slice),
+        releases.last().map(Vec::as_slice),
+    ) {
+        (
+            [major, minor, ..],
+            Some([low_major, low_minor, ..]),
+            Some([high_major, high_minor, ..]),
+        ) => {
+            major != low_major
+                || major != high_major
+                || *minor > low_minor + 1
+                || minor + 1 < *high_minor
         }
         _ => false,
     }

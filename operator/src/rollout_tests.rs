@@ -278,3 +278,37 @@ fn a_target_more_than_one_minor_above_the_lowest_member_is_out_of_reach() {
     // Members that did not tell their release block nothing.
     assert!(!skips_a_minor("0.9.0", &membership(0, [1, 1, 1])));
 }
+
+#[test]
+fn a_downgrade_enables_the_lower_cluster_version_first_and_skips_are_refused() {
+    let with_releases = |releases: [&str; 3]| {
+        let mut cluster = membership(0, [1, 1, 1]);
+        for (member, release) in cluster.members.iter_mut().zip(releases) {
+            if let Some(h) = member.health.as_mut() {
+                h.release = Some(release.to_owned());
+            }
+        }
+        cluster
+    };
+    let running = with_releases(["0.2.1", "0.2.1", "0.2.1"]);
+    assert_eq!(
+        downgrade_target("0.1.3", true, &running).as_deref(),
+        Some("0.1")
+    );
+    assert_eq!(downgrade_target("0.1.3", false, &running), None);
+    assert_eq!(
+        downgrade_target("0.2.0", true, &running),
+        None,
+        "a patch is no downgrade"
+    );
+    assert!(!skips_a_minor("0.1.3", &running));
+    assert!(skips_a_minor("0.0.9", &running), "two minors down");
+    // Half-way: still enabled while a member runs 0.2; over once none does.
+    let half = with_releases(["0.1.3", "0.2.1", "0.2.1"]);
+    assert_eq!(
+        downgrade_target("0.1.3", true, &half).as_deref(),
+        Some("0.1")
+    );
+    let done = with_releases(["0.1.3", "0.1.3", "0.1.3"]);
+    assert_eq!(downgrade_target("0.1.3", true, &done), None);
+}

@@ -32,7 +32,9 @@ use crate::build::{self, Bootstrap};
 use crate::members::{Members, MembersError};
 use crate::names::FIELD_MANAGER;
 use crate::plan::{MemberAction, Plan, plan, plan_unreachable};
-use crate::rollout::{RolloutStep, RolloutWait, plan_rollout, skips_a_minor, upgrade_status};
+use crate::rollout::{
+    RolloutStep, RolloutWait, downgrade_target, plan_rollout, skips_a_minor, upgrade_status,
+};
 use crate::status::{Outcome, build_status, invalid_status};
 use crate::validate::{ValidatedCluster, validate};
 
@@ -237,6 +239,25 @@ async fn reconcile_valid(
             // Read again: applying the children may just have changed its template.
             let statefulset = get_statefulset().await?;
             let observed = rolling::observe(statefulset.as_ref(), &member_pods, &validated.names);
+            // A downgrade lowers the cluster version first: older members are refused until then.
+            let allowed = validated.spec.allow_downgrade.unwrap_or(false);
+            if let Some(target) = downgrade_target(&validated.spec.version, allowed, membership)
+                && members
+                    .ensure_downgrade(&target)
+                    .await
+                    .map_err(ReconcileError::Membership)?
+            {
+                let note = format!("enabled the downgrade of the cluster version to {target}");
+                context
+                    .event(
+                        cluster,
+                        EventType::Normal,
+                        "DowngradeEnabled",
+                        "Downgrade",
+                        note,
+                    )
+                    .await;
+            }
             let step = if skips_a_minor(&validated.spec.version, membership) {
                 RolloutStep::Wait(RolloutWait::VersionSkew)
             } else {
