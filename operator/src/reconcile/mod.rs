@@ -32,9 +32,7 @@ use crate::build::{self, Bootstrap};
 use crate::members::{Members, MembersError};
 use crate::names::FIELD_MANAGER;
 use crate::plan::{MemberAction, Plan, plan, plan_unreachable};
-use crate::rollout::{
-    RolloutStep, RolloutWait, downgrade_target, plan_rollout, skips_a_minor, upgrade_status,
-};
+use crate::rollout::RolloutStep;
 use crate::status::{Outcome, build_status, invalid_status};
 use crate::validate::{ValidatedCluster, validate};
 
@@ -239,46 +237,14 @@ async fn reconcile_valid(
             // Read again: applying the children may just have changed its template.
             let statefulset = get_statefulset().await?;
             let observed = rolling::observe(statefulset.as_ref(), &member_pods, &validated.names);
-            // A downgrade lowers the cluster version first: older members are refused until then.
-            let allowed = validated.spec.allow_downgrade.unwrap_or(false);
-            if let Some(target) = downgrade_target(&validated.spec.version, allowed, membership)
-                && members
-                    .ensure_downgrade(&target)
-                    .await
-                    .map_err(ReconcileError::Membership)?
-            {
-                let note = format!("enabled the downgrade of the cluster version to {target}");
-                context
-                    .event(
-                        cluster,
-                        EventType::Normal,
-                        "DowngradeEnabled",
-                        "Downgrade",
-                        note,
-                    )
-                    .await;
-            }
-            let step = if skips_a_minor(&validated.spec.version, membership) {
-                RolloutStep::Wait(RolloutWait::VersionSkew)
-            } else {
-                plan_rollout(
-                    membership,
-                    &observed,
-                    jiff::Timestamp::now(),
-                    context.settings.rollout_stall_after,
-                )
+            let rollout = rolling::Rollout {
+                cluster,
+                validated: &validated,
+                members: &members,
+                pods: &pods,
+                context,
             };
-            rolling::act(&step, cluster, &validated, &members, &pods, context).await?;
-            let previous = cluster.status.as_ref().and_then(|s| s.upgrade.as_ref());
-            let upgrade = upgrade_status(
-                &step,
-                previous,
-                membership,
-                &observed,
-                &validated.spec.version,
-                &validated.names,
-            );
-            Some((step, upgrade))
+            Some(rollout.step(membership, &observed).await?)
         }
         _ => None,
     };

@@ -1,16 +1,21 @@
 //! The Kubernetes side of a rollout: what the StatefulSet and the member pods say (the current
-//! template's revision, each pod's revision and readiness) and carrying out the planner's step
-//! (delete one pod, or move the leadership off the last outdated member first).
+//! template's revision, each pod's revision and readiness), enabling a downgrade of the cluster
+//! version when one is under way, and carrying out the planner's step (delete one pod, or move
+//! the leadership off the last outdated member first).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
-use oxcd_crds::StoreCluster;
+use kube::runtime::events::EventType;
+use oxcd_crds::{StoreCluster, UpgradeStatus};
 
 use super::{Context, ReconcileError};
-use crate::members::Members;
+use crate::members::{Members, Membership};
 use crate::names::Names;
-use crate::rollout::{Observed, PodState, RolloutStep};
+use crate::rollout::{
+    Observed, PodState, RolloutStep, RolloutWait, downgrade_target, plan_rollout, skips_a_minor,
+    upgrade_status,
+};
 use crate::validate::ValidatedCluster;
 
 /// The label the StatefulSet controller puts on each pod: the revision of its template.
@@ -52,6 +57,85 @@ pub fn observe(statefulset: Option<&StatefulSet>, pods: &[Pod], names: &Names) -
     Observed {
         update_revision,
         pods,
+    }
+}
+
+/// What a rollout step needs from the reconcile.
+pub struct Rollout<'a> {
+    /// The StoreCluster as read.
+    pub cluster: &'a StoreCluster,
+    /// Its validated spec.
+    pub validated: &'a ValidatedCluster,
+    /// Its members, through the etcd API.
+    pub members: &'a Members,
+    /// Its namespace's pods.
+    pub pods: &'a Api<Pod>,
+    /// The operator's shared state.
+    pub context: &'a Context,
+}
+
+impl Rollout<'_> {
+    /// Decides and carries out this reconcile's rollout step (enabling a downgrade first when
+    /// one is under way) and returns it with the `status.upgrade` that follows.
+    pub async fn step(
+        &self,
+        membership: &Membership,
+        observed: &Observed,
+    ) -> Result<(RolloutStep, Option<UpgradeStatus>), ReconcileError> {
+        let spec = &self.validated.spec;
+        // A downgrade lowers the cluster version first: older members are refused until then.
+        let allowed = spec.allow_downgrade.unwrap_or(false);
+        if let Some(target) = downgrade_target(&spec.version, allowed, membership)
+            && self
+                .members
+                .ensure_downgrade(&target)
+                .await
+                .map_err(ReconcileError::Membership)?
+        {
+            let note = format!("enabled the downgrade of the cluster version to {target}");
+            self.context
+                .event(
+                    self.cluster,
+                    EventType::Normal,
+                    "DowngradeEnabled",
+                    "Downgrade",
+                    note,
+                )
+                .await;
+        }
+        let step = if skips_a_minor(&spec.version, membership) {
+            RolloutStep::Wait(RolloutWait::VersionSkew)
+        } else {
+            plan_rollout(
+                membership,
+                observed,
+                jiff::Timestamp::now(),
+                self.context.settings.rollout_stall_after,
+            )
+        };
+        act(
+            &step,
+            self.cluster,
+            self.validated,
+            self.members,
+            self.pods,
+            self.context,
+        )
+        .await?;
+        let previous = self
+            .cluster
+            .status
+            .as_ref()
+            .and_then(|s| s.upgrade.as_ref());
+        let upgrade = upgrade_status(
+            &step,
+            previous,
+            membership,
+            observed,
+            &spec.version,
+            &self.validated.names,
+        );
+        Ok((step, upgrade))
     }
 }
 
