@@ -132,7 +132,10 @@ fn sse_settings_must_fit_the_mode() {
     sse.mode = oxcd_crds::SseMode::SseC;
     let errors = format!("{:?}", sc.validate_cel());
     assert!(errors.contains("kmsKeyId needs mode SSE-KMS"), "{errors}");
-    assert!(errors.contains("customerKeySecretRef is required"), "{errors}");
+    assert!(
+        errors.contains("customerKeySecretRef is required"),
+        "{errors}"
+    );
 }
 
 #[test]

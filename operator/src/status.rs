@@ -288,6 +288,7 @@ pub fn build_status(
         members,
         client_endpoints: vec![cluster.names.service_client_url(cluster.tls_enabled())],
         client_certificate_secret: cluster.tls.as_ref().map(|tls| tls.client.clone()),
+        backup: previous.and_then(|s| s.backup.clone()),
         conditions,
     }
 }

@@ -1,5 +1,6 @@
 //! Validation of a StoreCluster beyond what its CEL rules can say (names that fit Kubernetes'
-//! limits, a usable image, consistent TLS settings), producing the [`ValidatedCluster`] every
+//! limits, a usable image, consistent TLS settings, a backup schedule the CronJob controller
+//! accepts), producing the [`ValidatedCluster`] every
 //! builder takes. Pure: no client, unit-tested from YAML.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -100,6 +101,20 @@ pub enum ValidationError {
         /// The value.
         image: String,
     },
+    /// The backup schedule is not a five-field cron schedule or a macro Kubernetes knows.
+    #[error("spec.backup.schedule {schedule:?} is not a valid cron schedule: {why}")]
+    BackupSchedule {
+        /// The value.
+        schedule: String,
+        /// What the cron parser said.
+        why: String,
+    },
+    /// The retention's maximum age is zero.
+    #[error("spec.backup.retention.maxAge {max_age:?} must be longer than zero")]
+    RetentionAge {
+        /// The value.
+        max_age: String,
+    },
     /// A TLS mode's settings are missing.
     #[error("spec.tls.{field} is required when spec.tls.mode is {mode:?}")]
     TlsSettings {
@@ -141,6 +156,15 @@ pub fn validate(
             spec.version.trim_start_matches('v')
         ),
     };
+    if let Some(backup) = &spec.backup {
+        check_schedule(&backup.schedule)?;
+        let age = backup.retention.as_ref().and_then(|r| r.max_age.as_ref());
+        if let Some(age) = age.filter(|age| !age.chars().any(|c| ('1'..='9').contains(&c))) {
+            return Err(ValidationError::RetentionAge {
+                max_age: age.clone(),
+            });
+        }
+    }
     let names = Names::new(name, namespace);
     let tls = tls_secret_names(spec, &names)?;
     Ok(ValidatedCluster {
@@ -152,6 +176,47 @@ pub fn validate(
         tls,
         settings: settings.clone(),
     })
+}
+
+/// Checks `schedule` as the CronJob controller reads it (robfig/cron's standard parser): five
+/// fields or a macro. croner alone also takes seconds, years and Quartz's `L`, `W` and `#`,
+/// which Kubernetes refuses, so those are refused here first.
+fn check_schedule(schedule: &str) -> Result<(), ValidationError> {
+    let refuse = |why: &str| ValidationError::BackupSchedule {
+        schedule: schedule.to_owned(),
+        why: why.to_owned(),
+    };
+    let trimmed = schedule.trim();
+    // @midnight is robfig/cron's name for @daily; croner does not know it.
+    let pattern = if trimmed.eq_ignore_ascii_case("@midnight") {
+        "@daily"
+    } else {
+        trimmed
+    };
+    if !pattern.starts_with('@') && pattern.split_whitespace().count() != 5 {
+        return Err(refuse(
+            "expected five fields: minute hour day-of-month month day-of-week",
+        ));
+    }
+    // Names of months and days (JUL, WED) contain L and W: take them out before looking for
+    // Quartz's operators.
+    const NAMES: [&str; 19] = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC", "SUN",
+        "MON", "TUE", "WED", "THU", "FRI", "SAT",
+    ];
+    let unnamed = NAMES
+        .iter()
+        .fold(pattern.to_uppercase(), |text, name| text.replace(name, "1"));
+    if !pattern.starts_with('@') && unnamed.contains(['L', 'W', '#']) {
+        return Err(refuse("L, W and # are not supported by Kubernetes"));
+    }
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(pattern)
+        .map(drop)
+        .map_err(|error| refuse(&error.to_string()))
 }
 
 fn tls_secret_names(
@@ -292,6 +357,65 @@ spec:
         );
         let tls = cluster.tls.unwrap_or_else(|| panic!("tls"));
         assert_eq!((tls.server.as_str(), tls.peer.as_str()), ("s", "p"));
+    }
+
+    #[test]
+    fn backup_schedules_kubernetes_accepts_pass_and_others_are_refused() {
+        for good in [
+            "0 */6 * * *",
+            "30 2 * * 0",
+            "0 3 * * 7",
+            "15 1 1-7 JUL,AUG MON-FRI",
+            "@daily",
+            "@midnight",
+            "@hourly",
+        ] {
+            assert_eq!(check_schedule(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "0 0 */6 * * *",
+            "every day",
+            "61 * * * *",
+            "0 0 L * *",
+            "0 0 * * 5#3",
+            "0 0 15W * *",
+            "@sometimes",
+        ] {
+            assert!(
+                matches!(
+                    check_schedule(bad),
+                    Err(ValidationError::BackupSchedule { .. })
+                ),
+                "{bad} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_backup_with_a_bad_schedule_or_a_zero_age_is_refused() {
+        let spec = |schedule: &str, age: &str| {
+            format!(
+                "
+spec:
+  version: 0.1.0
+  backup:
+    schedule: '{schedule}'
+    s3: {{bucket: snapshots}}
+    retention: {{maxAge: '{age}'}}
+"
+            )
+        };
+        assert!(matches!(
+            validate(&cluster(&spec("0 0 * *", "30d")), &settings()),
+            Err(ValidationError::BackupSchedule { .. })
+        ));
+        assert_eq!(
+            validate(&cluster(&spec("@daily", "0d0h")), &settings()),
+            Err(ValidationError::RetentionAge {
+                max_age: "0d0h".to_owned()
+            })
+        );
+        assert!(validate(&cluster(&spec("@daily", "1d12h")), &settings()).is_ok());
     }
 
     #[test]
