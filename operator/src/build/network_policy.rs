@@ -1,5 +1,5 @@
 //! The NetworkPolicy of a cluster: only kube-apiserver pods (by the spec's selector), further
-//! declared clients and the operator reach the client port 2379; only members reach each other
+//! declared clients, the operator and the cluster's own backup pods reach the client port 2379; only members reach each other
 //! on 2380; only the monitoring selector reaches 2381. Every other ingress is denied.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use oxcd_crds::PeerSelector;
 
 use super::child_meta;
-use crate::names::{CLIENT_PORT, METRICS_PORT, NAME_LABEL, PEER_PORT};
+use crate::names::{CLIENT_PORT, INSTANCE_LABEL, METRICS_PORT, NAME_LABEL, PEER_PORT};
 use crate::validate::ValidatedCluster;
 
 /// [`NAME_LABEL`] value of the operator's own pods (set by its chart and manifests).
@@ -70,6 +70,15 @@ pub fn build_network_policy(cluster: &ValidatedCluster) -> Option<NetworkPolicy>
     };
     let mut clients = vec![peer(&policy.api_server), operator];
     clients.extend(policy.additional_clients.iter().map(peer));
+    if cluster.spec.backup.is_some() {
+        // The backup Jobs stream snapshots from the members.
+        let mut labels = cluster.names.backup_labels("");
+        labels.retain(|key, _| key == NAME_LABEL || key == INSTANCE_LABEL);
+        clients.push(NetworkPolicyPeer {
+            pod_selector: Some(match_labels(labels)),
+            ..NetworkPolicyPeer::default()
+        });
+    }
     let members = NetworkPolicyPeer {
         pod_selector: Some(match_labels(cluster.names.selector_labels())),
         ..NetworkPolicyPeer::default()
@@ -167,5 +176,30 @@ spec:
     fn a_disabled_policy_is_not_built() {
         let cluster = validated("spec: {version: 0.1.0, networkPolicy: {enabled: false}}");
         assert!(build_network_policy(&cluster).is_none());
+    }
+
+    #[test]
+    fn backup_pods_of_this_cluster_reach_the_client_port_when_backups_are_on() {
+        let rules = rules(
+            "
+spec:
+  version: 0.1.0
+  backup: {schedule: '@daily', s3: {bucket: snapshots}}
+",
+        );
+        let from = rules[0].from.clone().unwrap_or_default();
+        assert_eq!(from.len(), 3);
+        let backup = from[2].pod_selector.clone().and_then(|s| s.match_labels);
+        assert_eq!(
+            backup,
+            Some(BTreeMap::from([
+                ("app.kubernetes.io/instance".to_owned(), "demo".to_owned()),
+                (
+                    "app.kubernetes.io/name".to_owned(),
+                    "oxcd-backup".to_owned()
+                ),
+            ]))
+        );
+        assert!(from[2].namespace_selector.is_none());
     }
 }
