@@ -2,6 +2,7 @@
 //! per resource is observe → validate → build → apply → status; members are reached only
 //! through the etcd API.
 
+pub mod backups;
 pub mod build;
 pub mod certs;
 pub mod controller;

@@ -1,9 +1,13 @@
 //! The status a reconcile writes: conditions `Available` / `Progressing` / `Degraded` whose
 //! `lastTransitionTime` moves only on a real transition, the phase that sums them up, the
-//! members table, the leader and the endpoints. Pure: built from what the reconcile observed.
+//! members table, the leader, the endpoints and the backups. Pure: built from what the reconcile observed.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use oxcd_crds::{MemberRole, MemberStatus, Phase, StoreClusterStatus, condition, reason};
+use oxcd_crds::{
+    BackupStatus, MemberRole, MemberStatus, Phase, StoreClusterStatus, condition, reason,
+};
+
+use crate::backups::FAILURES_DEGRADED;
 
 use crate::members::Membership;
 use crate::plan::{MemberAction, Plan, Wait};
@@ -19,6 +23,8 @@ pub struct Outcome<'a> {
     pub plan: &'a Plan,
     /// Why applying children failed, if it did.
     pub apply_error: Option<String>,
+    /// The backups, as observed this time (`None`: as they were).
+    pub backup: Option<BackupStatus>,
 }
 
 /// Sets condition `type_` in `conditions`, keeping its transition time unless its status
@@ -216,6 +222,13 @@ pub fn build_status(
         ),
     }
 
+    let backup = outcome
+        .backup
+        .clone()
+        .or_else(|| previous.and_then(|s| s.backup.clone()));
+    let failing_backups = backup
+        .as_ref()
+        .filter(|b| b.consecutive_failures >= FAILURES_DEGRADED);
     let unhealthy: Vec<&str> = members
         .iter()
         .filter(|m| !m.healthy)
@@ -241,6 +254,17 @@ pub fn build_status(
             true,
             reason::MEMBER_UNHEALTHY,
             format!("not answering: {}", unhealthy.join(", ")),
+        );
+    } else if let Some(failing) = failing_backups {
+        set(
+            condition::DEGRADED,
+            true,
+            reason::BACKUP_FAILING,
+            format!(
+                "the last {} backups failed: {}",
+                failing.consecutive_failures,
+                failing.last_error.as_deref().unwrap_or("unknown error")
+            ),
         );
     } else {
         let message = if outcome.membership.is_some() {
@@ -288,7 +312,7 @@ pub fn build_status(
         members,
         client_endpoints: vec![cluster.names.service_client_url(cluster.tls_enabled())],
         client_certificate_secret: cluster.tls.as_ref().map(|tls| tls.client.clone()),
-        backup: previous.and_then(|s| s.backup.clone()),
+        backup,
         conditions,
     }
 }

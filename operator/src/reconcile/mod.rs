@@ -1,19 +1,22 @@
 //! The reconcile of one StoreCluster, as a pipeline: observe (children, certificates, the
 //! membership through the etcd API) → validate → plan one membership change → act → build and
-//! apply every child → status. Each step has its own error type; the controller's error policy
+//! apply every child → observe the backups → status. Each step has its own error type; the controller's error policy
 //! retries with a delay.
 
 mod apply;
+mod backup;
 mod context;
 mod tls;
 
 pub use apply::{APPLIED_HASH, Applier, ApplyError};
+pub use backup::BackupError;
 pub use context::Context;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -55,6 +58,9 @@ pub enum ReconcileError {
     /// Writing a child failed.
     #[error("failed to apply the children")]
     Apply(#[source] ApplyError),
+    /// The backups could not be observed or started.
+    #[error("failed to observe the backups")]
+    Backup(#[source] BackupError),
     /// A membership change failed.
     #[error("failed to change the membership")]
     Membership(#[source] MembersError),
@@ -191,11 +197,15 @@ async fn reconcile_valid(
         .err()
         .map(|error| crate::error_chain(&error));
 
+    let backup = backup::observe_backups(cluster, &validated, &context.client, &context.metrics)
+        .await
+        .map_err(ReconcileError::Backup)?;
     let outcome = Outcome {
         membership: membership.as_ref(),
         unreachable,
         plan: &plan,
         apply_error: apply_error.clone(),
+        backup,
     };
     let status = build_status(&validated, cluster.status.as_ref(), &outcome, &now());
     let busy = plan.action.is_some() || plan.wait.is_some() || membership.is_none();
@@ -313,6 +323,14 @@ async fn apply_children(
     applier
         .apply(build::build_statefulset(cluster, plan.statefulset_replicas))
         .await?;
+    let cronjobs = match build::build_backup_cronjob(cluster) {
+        Some(cronjob) => {
+            applier.apply(cronjob).await?;
+            vec![cluster.names.backup_cronjob()]
+        }
+        None => Vec::new(),
+    };
+    applier.delete_orphans::<CronJob>(&name, &cronjobs).await?;
     applier
         .delete_orphans::<NetworkPolicy>(&name, &policies)
         .await?;
