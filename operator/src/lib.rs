@@ -6,6 +6,7 @@ pub mod backups;
 pub mod build;
 pub mod certs;
 pub mod controller;
+pub mod cron;
 pub mod http;
 pub mod leader;
 pub mod members;
