@@ -138,23 +138,7 @@ async fn backups_become_a_cronjob_an_on_demand_job_and_a_status_and_go_with_the_
     assert_eq!(on_demand_jobs(&jobs).await?.len(), 1);
 
     // Steady state: a restarted operator writes nothing (no second Job, no status change).
-    operator.stop().await?;
-    let operator = Operator::start(&kubeconfig)?;
-    eventually(WAIT, "two reconciles", || async {
-        let ok = operator
-            .counter("oxcd_operator_reconciles_total", "result=\"ok\"")
-            .await
-            .unwrap_or(0.0);
-        Ok((ok >= 2.0).then_some(()))
-    })
-    .await?;
-    let writes = operator.counter("oxcd_operator_writes_total", "").await?;
-    assert_eq!(
-        writes,
-        0.0,
-        "steady state wrote:\n{}",
-        operator.metrics().await?
-    );
+    let operator = operator.restart_quietly(&kubeconfig, 2.0).await?;
     assert_eq!(on_demand_jobs(&jobs).await?.len(), 1);
 
     // A schedule Kubernetes would refuse is reported on the StoreCluster.

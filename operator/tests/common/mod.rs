@@ -65,6 +65,29 @@ impl Operator {
             .sum())
     }
 
+    /// Restarts the operator, waits for `reconciles` successful reconciles and checks that it
+    /// wrote nothing: what a steady cluster must cause.
+    pub async fn restart_quietly(self, kubeconfig: &str, reconciles: f64) -> Result<Self> {
+        self.stop().await?;
+        let operator = Self::start(kubeconfig)?;
+        eventually(WAIT, "the reconciles after a restart", || async {
+            let ok = operator
+                .counter("oxcd_operator_reconciles_total", "result=\"ok\"")
+                .await
+                .unwrap_or(0.0);
+            Ok((ok >= reconciles).then_some(()))
+        })
+        .await?;
+        let writes = operator.counter("oxcd_operator_writes_total", "").await?;
+        if writes != 0.0 {
+            bail!(
+                "a restart at steady state wrote:\n{}",
+                operator.metrics().await?
+            );
+        }
+        Ok(operator)
+    }
+
     /// Stops the operator.
     pub async fn stop(mut self) -> Result<()> {
         self.child.kill().await?;
