@@ -1,6 +1,7 @@
 //! The oxcd operator installed in the kind cluster from `deploy/` (the rendered chart), removed
-//! again when the test is done, and an etcd client for a StoreCluster's members that presents
-//! the client certificate the operator generated.
+//! again when the test is done, a bounded wait for a StoreCluster to be ready, and an etcd
+//! client for a StoreCluster's members that presents the client certificate the operator
+//! generated.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use anyhow::{Context, bail};
 use etcd_client::{Certificate, Client as EtcdClient, ConnectOptions, Identity, TlsOptions};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
 
 use crate::manifest::repo_root;
@@ -74,6 +76,63 @@ pub async fn operator_logs() -> String {
     ])
     .await
     .unwrap_or_else(|error| format!("(no logs: {error:#})"))
+}
+
+/// Bound of every wait for a StoreCluster to reach a state (members pull images, volumes are
+/// provisioned).
+pub const CLUSTER_WAIT: Duration = Duration::from_secs(240);
+
+/// StoreClusters of `ns`, untyped (the suite does not depend on the operator's crates).
+pub fn store_clusters(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("oxcd.io", "v1alpha1", "StoreCluster");
+    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk))
+}
+
+/// Whether the StoreCluster's status says: Available, nothing in progress, `voters` members all
+/// ready.
+fn is_ready(sc: &DynamicObject, voters: usize) -> bool {
+    let Some(status) = sc.data.get("status") else {
+        return false;
+    };
+    let condition = |type_: &str| {
+        status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == type_)
+            .map(|c| c["status"].as_str() == Some("True"))
+    };
+    let members = status["members"].as_array().map_or(0, Vec::len);
+    status["ready"] == format!("{voters}/{voters}").as_str()
+        && members == voters
+        && condition("Available") == Some(true)
+        && condition("Progressing") == Some(false)
+}
+
+/// Waits until StoreCluster `name` is Available with `voters` healthy voters and no change
+/// under way.
+pub async fn await_ready(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    voters: usize,
+) -> anyhow::Result<DynamicObject> {
+    let api = store_clusters(client, ns);
+    let deadline = tokio::time::Instant::now() + CLUSTER_WAIT;
+    loop {
+        let sc = api.get_opt(name).await?;
+        if let Some(sc) = sc.as_ref().filter(|sc| is_ready(sc, voters)) {
+            return Ok(sc.clone());
+        }
+        if tokio::time::Instant::now() > deadline {
+            let status = sc.map(|sc| sc.data["status"].to_string());
+            bail!(
+                "StoreCluster {name} not Available with {voters} ready voters after {CLUSTER_WAIT:?}\nstatus: {status:?}\noperator:\n{}",
+                operator_logs().await
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 /// An etcd client of one member through a port-forward, presenting the client certificate in

@@ -11,10 +11,10 @@ use anyhow::{bail, ensure};
 use etcd_client::GetOptions;
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::core::DynamicObject;
 use kube::{Api, Client};
 use oxcd_kind_tests::operator::{
-    MemberClient, install_operator, operator_logs, uninstall_operator,
+    CLUSTER_WAIT, MemberClient, await_ready, install_operator, store_clusters, uninstall_operator,
 };
 use oxcd_kind_tests::{
     await_condition, busybox_image, exec, kind_client, pod_running, with_temp_ns,
@@ -22,53 +22,9 @@ use oxcd_kind_tests::{
 use serde_json::json;
 
 /// Bound of every wait for the cluster to reach a state.
-const WAIT: Duration = Duration::from_secs(240);
+const WAIT: Duration = CLUSTER_WAIT;
 const CLUSTER: &str = "store";
 const CLIENT_SECRET: &str = "store-client-tls";
-
-fn store_clusters(client: &Client, ns: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("oxcd.io", "v1alpha1", "StoreCluster");
-    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk))
-}
-
-fn is_ready(sc: &DynamicObject, voters: usize) -> bool {
-    let Some(status) = sc.data.get("status") else {
-        return false;
-    };
-    let condition = |type_: &str| {
-        status["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == type_)
-            .map(|c| c["status"].as_str() == Some("True"))
-    };
-    let members = status["members"].as_array().map_or(0, Vec::len);
-    status["ready"] == format!("{voters}/{voters}").as_str()
-        && members == voters
-        && condition("Available") == Some(true)
-        && condition("Progressing") == Some(false)
-}
-
-/// Waits until the StoreCluster is Available with `voters` healthy voters and no change under way.
-async fn await_ready(client: &Client, ns: &str, voters: usize) -> anyhow::Result<DynamicObject> {
-    let api = store_clusters(client, ns);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let sc = api.get_opt(CLUSTER).await?;
-        if let Some(sc) = sc.as_ref().filter(|sc| is_ready(sc, voters)) {
-            return Ok(sc.clone());
-        }
-        if tokio::time::Instant::now() > deadline {
-            let status = sc.map(|sc| sc.data["status"].to_string());
-            bail!(
-                "StoreCluster {CLUSTER} not Available with {voters} ready voters after {WAIT:?}\nstatus: {status:?}\noperator:\n{}",
-                operator_logs().await
-            );
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
 
 #[tokio::test]
 async fn store_cluster_forms_survives_pod_loss_enforces_policy_and_scales() -> anyhow::Result<()> {
@@ -99,7 +55,7 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
         },
     }))?;
     clusters.create(&PostParams::default(), &manifest).await?;
-    let formed = await_ready(client, ns, 3).await?;
+    let formed = await_ready(client, ns, CLUSTER, 3).await?;
     let leader = formed.data["status"]["leader"]
         .as_str()
         .unwrap_or_default()
@@ -129,7 +85,7 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
         move |pod: Option<&Pod>| pod.is_some_and(|p| p.metadata.uid != uid) && pod_running(pod),
     )
     .await?;
-    await_ready(client, ns, 3).await?;
+    await_ready(client, ns, CLUSTER, 3).await?;
     let mut second = MemberClient::connect(client, ns, "store-1", CLIENT_SECRET).await?;
     let read = second
         .etcd
@@ -193,11 +149,11 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
     clusters
         .patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&scale(5)))
         .await?;
-    await_ready(client, ns, 5).await?;
+    await_ready(client, ns, CLUSTER, 5).await?;
     clusters
         .patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&scale(3)))
         .await?;
-    await_ready(client, ns, 3).await?;
+    await_ready(client, ns, CLUSTER, 3).await?;
     let _ = stop.send(true);
     writer.await?;
     let (written, failures) = (
