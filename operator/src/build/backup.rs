@@ -38,6 +38,8 @@ pub const ON_DEMAND: &str = "on-demand";
 const CLIENT_TLS_MOUNT: &str = "/etc/oxcd/client-tls";
 const CREDENTIALS_MOUNT: &str = "/etc/oxcd/s3-credentials";
 const SSE_C_MOUNT: &str = "/etc/oxcd/s3-sse-c";
+/// How long the upload keeps trying to reach a member.
+const DIAL_TIMEOUT: &str = "60s";
 /// A stuck upload must not block the next ones forever (concurrency is Forbid): an hour
 /// streams tens of GiB, far above a store's quota.
 const DEADLINE_SECONDS: i64 = 3600;
@@ -75,6 +77,9 @@ fn environment(
         .collect();
     let mut vars = vec![
         env("ETCDCTL_ENDPOINTS", endpoints.join(",")),
+        // A new pod may be refused until the NetworkPolicy enforcer admits its address, and a
+        // member may be restarting: keep dialing for a while, as etcdctl's blocking dial does.
+        env("ETCDCTL_DIAL_TIMEOUT", DIAL_TIMEOUT),
         env("OXCD_S3_BUCKET", s3.bucket.clone()),
         env("OXCD_S3_PREFIX", backup_prefix(cluster, backup)),
     ];

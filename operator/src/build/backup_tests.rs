@@ -171,6 +171,7 @@ fn s3_settings_and_member_tls_reach_both_containers_as_files_and_variables() {
             )
         );
         assert_eq!(get("ETCDCTL_CERT"), Some("/etc/oxcd/client-tls/tls.crt"));
+        assert_eq!(get("ETCDCTL_DIAL_TIMEOUT"), Some("60s"));
         assert_eq!(get("OXCD_S3_BUCKET"), Some("snapshots"));
         assert_eq!(get("OXCD_S3_ENDPOINT"), Some("http://s3.storage.svc:9000"));
         assert_eq!(get("OXCD_S3_REGION"), Some("eu-west-3"));
