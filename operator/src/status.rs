@@ -226,9 +226,10 @@ pub fn build_status(
         .backup
         .clone()
         .or_else(|| previous.and_then(|s| s.backup.clone()));
+    // Failures of backups no longer declared do not keep the cluster Degraded.
     let failing_backups = backup
         .as_ref()
-        .filter(|b| b.consecutive_failures >= FAILURES_DEGRADED);
+        .filter(|b| cluster.spec.backup.is_some() && b.consecutive_failures >= FAILURES_DEGRADED);
     let unhealthy: Vec<&str> = members
         .iter()
         .filter(|m| !m.healthy)

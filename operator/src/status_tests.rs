@@ -183,7 +183,13 @@ fn an_invalid_spec_is_degraded_without_touching_the_rest() {
 
 #[test]
 fn repeated_backup_failures_degrade_a_healthy_cluster_until_a_backup_succeeds() {
-    let cluster = validated(MINIMAL);
+    let cluster = validated(
+        "
+spec:
+  version: 0.1.0
+  backup: {schedule: '@daily', s3: {bucket: snapshots}}
+",
+    );
     let members = membership(&[true, true, true], 0, &[]);
     let plan = steady_plan();
     let healthy = build_status(&cluster, None, &reached(&members, &plan), &at(100));
@@ -217,4 +223,7 @@ fn repeated_backup_failures_degrade_a_healthy_cluster_until_a_backup_succeeds() 
     let recovered = build_status(&cluster, Some(&later), &failing(0), &at(500));
     assert_eq!(condition(&recovered, "Degraded").status, "False");
     assert_eq!(recovered.phase, Some(Phase::Running));
+    // Removing spec.backup ends BackupFailing too.
+    let removed = build_status(&validated(MINIMAL), Some(&three), &failing(3), &at(600));
+    assert_eq!(condition(&removed, "Degraded").status, "False");
 }
