@@ -123,15 +123,23 @@ impl Names {
         fit(format!("{}-backup-{hash}", self.cluster), MAX_JOB_NAME)
     }
 
-    /// Labels of backup CronJobs, Jobs and their pods (`kind`: `scheduled` or `on-demand`).
-    pub fn backup_labels(&self, kind: &str) -> BTreeMap<String, String> {
+    /// Labels that select this cluster's backup pods (scheduled and on demand).
+    pub fn backup_selector_labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (NAME_LABEL.to_owned(), BACKUP_APP_NAME.to_owned()),
             (INSTANCE_LABEL.to_owned(), self.cluster.clone()),
+        ])
+    }
+
+    /// Labels of backup CronJobs, Jobs and their pods (`kind`: `scheduled` or `on-demand`).
+    pub fn backup_labels(&self, kind: &str) -> BTreeMap<String, String> {
+        let mut labels = self.backup_selector_labels();
+        labels.extend([
             (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
             (COMPONENT_LABEL.to_owned(), "backup".to_owned()),
             (BACKUP_LABEL.to_owned(), kind.to_owned()),
-        ])
+        ]);
+        labels
     }
 
     /// Pod (and member) name of ordinal `ordinal`.

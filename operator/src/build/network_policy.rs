@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use oxcd_crds::PeerSelector;
 
 use super::child_meta;
-use crate::names::{CLIENT_PORT, INSTANCE_LABEL, METRICS_PORT, NAME_LABEL, PEER_PORT};
+use crate::names::{CLIENT_PORT, METRICS_PORT, NAME_LABEL, PEER_PORT};
 use crate::validate::ValidatedCluster;
 
 /// [`NAME_LABEL`] value of the operator's own pods (set by its chart and manifests).
@@ -72,10 +72,8 @@ pub fn build_network_policy(cluster: &ValidatedCluster) -> Option<NetworkPolicy>
     clients.extend(policy.additional_clients.iter().map(peer));
     if cluster.spec.backup.is_some() {
         // The backup Jobs stream snapshots from the members.
-        let mut labels = cluster.names.backup_labels("");
-        labels.retain(|key, _| key == NAME_LABEL || key == INSTANCE_LABEL);
         clients.push(NetworkPolicyPeer {
-            pod_selector: Some(match_labels(labels)),
+            pod_selector: Some(match_labels(cluster.names.backup_selector_labels())),
             ..NetworkPolicyPeer::default()
         });
     }
