@@ -1,6 +1,7 @@
 //! Scheduled backups on kind with real oxcd pods and the in-cluster S3 server: keys written to a
 //! StoreCluster are in the snapshot its CronJob uploads (its revision covers them), the object in
-//! S3 has the size and SHA-256 that `status.backup` reports, and the cluster is not Degraded.
+//! S3 has the size and SHA-256 that `status.backup` reports, the `oxcd.io/backup-now`
+//! annotation runs exactly one more backup, and the cluster is not Degraded.
 //! The backup pod reaches the members through the operator's NetworkPolicy (enforced here by
 //! kube-router) with the operator's client certificate.
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{ListParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use kube::{Api, Client};
 use oxcd_kind_tests::operator::{
@@ -127,6 +128,51 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
         "status says sha256 {}, the object's is {sha256}",
         backup["sha256"]
     );
+
+    // On demand: the annotation runs one more backup, recorded in the status.
+    let patch = json!({"metadata": {"annotations": {"oxcd.io/backup-now": "e2e-1"}}});
+    clusters
+        .patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let deadline = tokio::time::Instant::now() + BACKUP_WAIT;
+    let finished = loop {
+        let on_demand = list_jobs(client, ns, "oxcd.io/backup=on-demand").await?;
+        let completed = on_demand
+            .iter()
+            .find_map(|j| j.status.as_ref()?.completion_time.clone());
+        if let Some(time) = completed {
+            break time.0.to_string();
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "no on-demand backup Job completed\njobs: {}",
+                jobs(client, ns).await
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    };
+    // Accounted for once the status's last Job finished no earlier (RFC 3339 UTC sorts).
+    let deadline = tokio::time::Instant::now() + BACKUP_WAIT;
+    loop {
+        let backup = clusters.get(CLUSTER).await?.data["status"]["backup"].clone();
+        let last = backup["lastJobTime"].as_str().unwrap_or_default();
+        if backup["onDemandToken"] == "e2e-1" && last >= finished.as_str() {
+            ensure!(backup["consecutiveFailures"] == 0, "failures: {backup}");
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the on-demand backup finished at {finished} is not in the status: {backup}");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    ensure!(
+        list_jobs(client, ns, "oxcd.io/backup=on-demand")
+            .await?
+            .len()
+            == 1,
+        "one token, one Job"
+    );
+
     let sc = clusters.get(CLUSTER).await?;
     let degraded = sc.data["status"]["conditions"]
         .as_array()
@@ -139,15 +185,18 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn list_jobs(client: &Client, ns: &str, selector: &str) -> anyhow::Result<Vec<Job>> {
+    let api: Api<Job> = Api::namespaced(client.clone(), ns);
+    Ok(api
+        .list(&ListParams::default().labels(selector))
+        .await?
+        .items)
+}
+
 /// The backup Jobs and their state, for failure messages.
 async fn jobs(client: &Client, ns: &str) -> String {
-    let api: Api<Job> = Api::namespaced(client.clone(), ns);
-    match api
-        .list(&ListParams::default().labels("oxcd.io/backup"))
-        .await
-    {
+    match list_jobs(client, ns, "oxcd.io/backup").await {
         Ok(list) => list
-            .items
             .iter()
             .map(|job| {
                 let name = job.metadata.name.clone().unwrap_or_default();
