@@ -2,12 +2,13 @@
 //! kube-apiserver, controller-manager with its CronJob and Job controllers, kwok nodes whose
 //! pods "complete" without running). It proves what needs no S3: `spec.backup` becomes a
 //! CronJob with the right content, the NetworkPolicy admits the backup pods, the annotation
-//! makes exactly one Job whose completion lands in `status.backup`, a steady cluster writes
-//! nothing after a restart, a bad schedule is reported, and removing `spec.backup` deletes the
-//! CronJob. Uploads into a real S3 are the kind suite's and the server's tests' job.
+//! makes exactly one Job whose completion lands in `status.backup` and in an Event, a steady
+//! cluster writes nothing after a restart, a bad schedule is reported, and removing
+//! `spec.backup` deletes the CronJob. Uploads into a real S3 are the kind suite's and the server's tests' job.
 
 use anyhow::{Context as _, Result};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use oxcd_crds::{Phase, StoreCluster};
@@ -134,6 +135,19 @@ async fn backups_become_a_cronjob_an_on_demand_job_and_a_status_and_go_with_the_
     assert_eq!(backup.on_demand_token.as_deref(), Some(TOKEN));
     assert_eq!(backup.consecutive_failures, 0);
     assert_eq!(backup.last_error, None);
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    eventually(WAIT, "the BackupSucceeded event", || async {
+        let list = events
+            .list(&ListParams::default().fields("reason=BackupSucceeded"))
+            .await?;
+        Ok(list.items.into_iter().find(|event| {
+            event
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains(&job_name))
+        }))
+    })
+    .await?;
     merge(&clusters, annotate).await?;
     assert_eq!(on_demand_jobs(&jobs).await?.len(), 1);
 

@@ -1,14 +1,17 @@
 //! The backups of one reconcile: the on-demand Job for a new `oxcd.io/backup-now` token
 //! (created once: its token is remembered in the status, so a Job gone after its TTL is not
 //! made again), and the Jobs that finished since the status last accounted for one, read with
-//! their pods. A steady cluster only lists Jobs here: nothing is written.
+//! their pods, each reported once as an Event. A steady cluster only lists Jobs here: nothing
+//! is written.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::events::EventType;
 use kube::{Client, ResourceExt};
 use oxcd_crds::{BackupStatus, StoreCluster};
 
+use super::Context;
 use crate::backups::{FinishedBackup, finished_backup, fold, is_new, job_finish};
 use crate::build::build_backup_job;
 use crate::metrics::Metrics;
@@ -38,17 +41,25 @@ pub enum BackupError {
     },
 }
 
-/// Starts the on-demand backup if asked and reads finished backups; `None` when the cluster
-/// never had backups.
+/// What the backups came to in one reconcile.
+#[derive(Debug, Default)]
+pub struct BackupObservation {
+    /// The new `status.backup`; `None` when the cluster never had backups.
+    pub status: Option<BackupStatus>,
+    /// The backup Jobs that finished since the last status.
+    pub finished: Vec<FinishedBackup>,
+}
+
+/// Starts the on-demand backup if asked and reads finished backups.
 pub async fn observe_backups(
     cluster: &StoreCluster,
     validated: &ValidatedCluster,
     client: &Client,
     metrics: &Metrics,
-) -> Result<Option<BackupStatus>, BackupError> {
+) -> Result<BackupObservation, BackupError> {
     let previous = cluster.status.as_ref().and_then(|s| s.backup.as_ref());
     if validated.spec.backup.is_none() && previous.is_none() {
-        return Ok(None);
+        return Ok(BackupObservation::default());
     }
     let namespace = &validated.names.namespace;
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
@@ -102,5 +113,36 @@ pub async fn observe_backups(
             })?;
         finished.extend(finished_backup(job, &pod_list.items));
     }
-    Ok(Some(fold(Some(&status), finished)))
+    Ok(BackupObservation {
+        status: Some(fold(Some(&status), finished.clone())),
+        finished,
+    })
+}
+
+/// One Event per newly finished backup (after the status that accounts for it is written, so
+/// a retried reconcile does not repeat it): Normal `BackupSucceeded` or Warning `BackupFailed`.
+pub async fn report(cluster: &StoreCluster, finished: &[FinishedBackup], context: &Context) {
+    for backup in finished {
+        let (type_, reason, note) = match (&backup.error, &backup.uploaded) {
+            (Some(error), _) => (
+                EventType::Warning,
+                "BackupFailed",
+                format!("backup Job {} failed: {error}", backup.job),
+            ),
+            (None, Some(up)) => (
+                EventType::Normal,
+                "BackupSucceeded",
+                format!(
+                    "uploaded {} ({} bytes, revision {})",
+                    up.key, up.size, up.revision
+                ),
+            ),
+            (None, None) => (
+                EventType::Normal,
+                "BackupSucceeded",
+                format!("backup Job {} completed", backup.job),
+            ),
+        };
+        context.event(cluster, type_, reason, "Backup", note).await;
+    }
 }

@@ -197,7 +197,7 @@ async fn reconcile_valid(
         .err()
         .map(|error| crate::error_chain(&error));
 
-    let backup = backup::observe_backups(cluster, &validated, &context.client, &context.metrics)
+    let backups = backup::observe_backups(cluster, &validated, &context.client, &context.metrics)
         .await
         .map_err(ReconcileError::Backup)?;
     let outcome = Outcome {
@@ -205,11 +205,12 @@ async fn reconcile_valid(
         unreachable,
         plan: &plan,
         apply_error: apply_error.clone(),
-        backup,
+        backup: backups.status,
     };
     let status = build_status(&validated, cluster.status.as_ref(), &outcome, &now());
     let busy = plan.action.is_some() || plan.wait.is_some() || membership.is_none();
     write_status(cluster, status, context).await?;
+    backup::report(cluster, &backups.finished, context).await;
     if let Some(error) = apply_error {
         context
             .event(cluster, EventType::Warning, "ApplyFailed", "Apply", error)
