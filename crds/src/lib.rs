@@ -4,10 +4,12 @@
 //! Every field carries a `///` line because it becomes the `kubectl explain` text; invariants and
 //! transitions are CEL rules (`x-kubernetes-validations`) enforced by the API server itself.
 
+mod backup;
 mod generate;
 mod spec;
 mod status;
 
+pub use backup::*;
 pub use generate::{CRD_FILE_NAME, crd, crd_yaml};
 pub use spec::*;
 pub use status::*;

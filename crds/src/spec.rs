@@ -1,5 +1,6 @@
 //! The desired state of a `StoreCluster`: size, version, storage, TLS, network policy, pod
-//! placement and server configuration, with the CEL rules the API server enforces on them.
+//! placement, server configuration and backups, with the CEL rules the API server enforces on
+//! them.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::StoreClusterStatus;
+use crate::{BackupSpec, StoreClusterStatus};
 
 /// A cluster of oxcd members (an etcd-compatible store) run by the oxcd operator.
 // clippy reads the repeated `type_ = "string"` of the printer columns as duplicated attributes.
@@ -111,6 +112,9 @@ pub struct StoreClusterSpec {
     /// Server settings passed to every member as etcd-compatible flags.
     #[serde(default)]
     pub config: StoreConfig,
+    /// Scheduled snapshots uploaded to S3; none when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
 }
 
 fn default_replicas() -> i32 {

@@ -6,6 +6,8 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::BackupStatus;
+
 /// What the operator last observed of a StoreCluster.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -43,6 +45,9 @@ pub struct StoreClusterStatus {
     /// Secret holding the client certificate for kube-apiserver (`tls.crt`, `tls.key`, `ca.crt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificate_secret: Option<String>,
+    /// The last backups, when `spec.backup` is set or was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
     /// `Available`, `Progressing` and `Degraded`, with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -175,4 +180,6 @@ pub mod reason {
     /// Degraded: `spec.version` is more than one minor above a member's version; the rollout
     /// waits for an intermediate version.
     pub const VERSION_SKEW: &str = "VersionSkew";
+    /// Degraded: the last backups failed one after the other.
+    pub const BACKUP_FAILING: &str = "BackupFailing";
 }

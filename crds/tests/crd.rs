@@ -140,3 +140,57 @@ fn version_moves_one_minor_at_a_time_and_down_only_when_allowed() {
         "two-minor downgrade accepted"
     );
 }
+
+const WITH_BACKUP: &str = "
+apiVersion: oxcd.io/v1alpha1
+kind: StoreCluster
+metadata: {name: demo, namespace: default}
+spec:
+  version: 0.1.0
+  backup:
+    schedule: '0 */6 * * *'
+    s3: {bucket: snapshots, sse: {mode: SSE-KMS, kmsKeyId: alias/oxcd}}
+    retention: {maxCount: 7}
+";
+
+#[test]
+fn a_backup_with_kms_encryption_and_a_count_retention_is_accepted() {
+    let sc = cluster(WITH_BACKUP);
+    assert!(sc.validate_cel().is_ok(), "{:?}", sc.validate_cel());
+}
+
+#[test]
+fn sse_settings_must_fit_the_mode() {
+    let mut sc = cluster(WITH_BACKUP);
+    let sse = sc
+        .spec
+        .backup
+        .as_mut()
+        .and_then(|b| b.s3.sse.as_mut())
+        .unwrap_or_else(|| panic!("fixture has sse"));
+    sse.mode = oxcd_crds::SseMode::SseC;
+    let errors = format!("{:?}", sc.validate_cel());
+    assert!(errors.contains("kmsKeyId needs mode SSE-KMS"), "{errors}");
+    assert!(
+        errors.contains("customerKeySecretRef is required"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_retention_without_limits_and_a_schedule_with_a_time_zone_are_refused() {
+    let mut sc = cluster(WITH_BACKUP);
+    let backup = sc
+        .spec
+        .backup
+        .as_mut()
+        .unwrap_or_else(|| panic!("fixture has a backup"));
+    backup.retention = Some(oxcd_crds::RetentionSpec {
+        max_count: None,
+        max_age: None,
+    });
+    backup.schedule = "CRON_TZ=UTC 0 * * * *".to_owned();
+    let errors = format!("{:?}", sc.validate_cel());
+    assert!(errors.contains("needs maxCount or maxAge"), "{errors}");
+    assert!(errors.contains("set backup.timeZone"), "{errors}");
+}

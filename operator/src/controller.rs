@@ -1,10 +1,12 @@
 //! Wiring of the controller: watches StoreClusters (through a deserialization guard) in the
-//! configured namespaces and the children they own, and runs the reconcile pipeline.
+//! configured namespaces, the children they own and their backup Jobs, and runs the reconcile
+//! pipeline.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -12,10 +14,11 @@ use kube::Client;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use oxcd_crds::StoreCluster;
 
-use crate::names::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::names::{BACKUP_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::reconcile::{Context, error_policy, reconcile};
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -27,6 +30,13 @@ where
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     }
+}
+
+/// The StoreCluster a backup Job belongs to.
+fn backup_owner(job: Job) -> Option<ObjectRef<DeserializeGuard<StoreCluster>>> {
+    let cluster = job.metadata.labels.as_ref()?.get(INSTANCE_LABEL)?;
+    let namespace = job.metadata.namespace.as_deref()?;
+    Some(ObjectRef::new(cluster).within(namespace))
 }
 
 /// Runs the controller for one namespace (or all, with `None`) until `shutdown` resolves.
@@ -48,7 +58,15 @@ pub async fn run(
     .owns(api::<ConfigMap>(&client, ns), children.clone())
     .owns(api::<Secret>(&client, ns), children.clone())
     .owns(api::<PodDisruptionBudget>(&client, ns), children.clone())
-    .owns(api::<NetworkPolicy>(&client, ns), children)
+    .owns(api::<NetworkPolicy>(&client, ns), children.clone())
+    .owns(api::<CronJob>(&client, ns), children.clone())
+    // Scheduled backup Jobs belong to the CronJob, not to the StoreCluster: they are mapped
+    // back by their instance label, so a finished backup updates the status at once.
+    .watches(
+        api::<Job>(&client, ns),
+        children.labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY},{BACKUP_LABEL}")),
+        backup_owner,
+    )
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, context)
     .for_each(|result| async move {

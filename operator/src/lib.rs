@@ -2,9 +2,11 @@
 //! per resource is observe → validate → build → apply → status; members are reached only
 //! through the etcd API.
 
+pub mod backups;
 pub mod build;
 pub mod certs;
 pub mod controller;
+pub mod cron;
 pub mod http;
 pub mod leader;
 pub mod members;

@@ -21,6 +21,38 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const APP_NAME: &str = "oxcd";
 /// Value of [`MANAGED_BY_LABEL`].
 pub const MANAGED_BY: &str = "oxcd-operator";
+/// Label naming the part of the application.
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// [`NAME_LABEL`] of backup Jobs and their pods: not [`APP_NAME`], so that no member selector
+/// (Services, the PodDisruptionBudget, the StatefulSet) ever picks a backup pod.
+pub const BACKUP_APP_NAME: &str = "oxcd-backup";
+/// Label of backup Jobs: `scheduled` (made by the CronJob) or `on-demand`.
+pub const BACKUP_LABEL: &str = "oxcd.io/backup";
+/// Annotation on a StoreCluster asking for one backup now; a new value asks again.
+pub const BACKUP_NOW_ANNOTATION: &str = "oxcd.io/backup-now";
+/// Longest CronJob name (its Jobs get 11 more characters and must fit in a label value).
+const MAX_CRONJOB_NAME: usize = 52;
+/// Longest Job name (its pods carry it in the `job-name` label).
+const MAX_JOB_NAME: usize = 63;
+
+/// 64-bit FNV-1a: stable across processes and releases (unlike std's hasher), for hashes
+/// that are stored (annotations) or become names.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// `name` if it has at most `max` characters, else its start and a hash of all of it, so
+/// that distinct long names stay distinct.
+fn fit(name: String, max: usize) -> String {
+    if name.len() <= max {
+        return name;
+    }
+    let hash = format!("{:08x}", fnv1a(name.as_bytes()) as u32);
+    let start = name[..max - hash.len() - 1].trim_end_matches('-');
+    format!("{start}-{hash}")
+}
 
 /// The names derived from a StoreCluster's name and namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +110,36 @@ impl Names {
     /// The Secret of the client certificate for kube-apiserver and the operator.
     pub fn client_secret(&self) -> String {
         format!("{}-client-tls", self.cluster)
+    }
+
+    /// The CronJob of the scheduled backups.
+    pub fn backup_cronjob(&self) -> String {
+        fit(format!("{}-backup", self.cluster), MAX_CRONJOB_NAME)
+    }
+
+    /// The Job of the on-demand backup asked for with `token`.
+    pub fn backup_job(&self, token: &str) -> String {
+        let hash = format!("{:08x}", fnv1a(token.as_bytes()) as u32);
+        fit(format!("{}-backup-{hash}", self.cluster), MAX_JOB_NAME)
+    }
+
+    /// Labels that select this cluster's backup pods (scheduled and on demand).
+    pub fn backup_selector_labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (NAME_LABEL.to_owned(), BACKUP_APP_NAME.to_owned()),
+            (INSTANCE_LABEL.to_owned(), self.cluster.clone()),
+        ])
+    }
+
+    /// Labels of backup CronJobs, Jobs and their pods (`kind`: `scheduled` or `on-demand`).
+    pub fn backup_labels(&self, kind: &str) -> BTreeMap<String, String> {
+        let mut labels = self.backup_selector_labels();
+        labels.extend([
+            (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+            (COMPONENT_LABEL.to_owned(), "backup".to_owned()),
+            (BACKUP_LABEL.to_owned(), kind.to_owned()),
+        ]);
+        labels
     }
 
     /// Pod (and member) name of ordinal `ordinal`.
@@ -174,6 +236,27 @@ mod tests {
         assert_eq!(names.ordinal("demo-x-1"), None);
         assert_eq!(names.ordinal("other-1"), None);
         assert_eq!(names.ordinal("demo"), None);
+    }
+
+    #[test]
+    fn backup_names_fit_kubernetes_limits_even_for_the_longest_cluster_names() {
+        let names = Names::new("demo", "ns");
+        assert_eq!(names.backup_cronjob(), "demo-backup");
+        assert_eq!(names.backup_job("t1"), names.backup_job("t1"));
+        assert_ne!(names.backup_job("t1"), names.backup_job("t2"));
+        assert!(names.backup_job("t1").starts_with("demo-backup-"));
+        let long = Names::new(&"x".repeat(52), "ns");
+        assert!(
+            long.backup_cronjob().len() <= 52,
+            "{}",
+            long.backup_cronjob()
+        );
+        assert!(long.backup_job("t").len() <= 63);
+        assert!(!long.backup_cronjob().contains("--"));
+        assert_ne!(
+            Names::new(&"x".repeat(51), "ns").backup_cronjob(),
+            long.backup_cronjob()
+        );
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The status a reconcile writes: conditions `Available` / `Progressing` / `Degraded` whose
 //! `lastTransitionTime` moves only on a real transition, the phase that sums them up, the
-//! members table, the leader and the endpoints. Pure: built from what the reconcile observed.
+//! members table, the leader, the endpoints and the backups. Pure: built from what the reconcile observed.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use oxcd_crds::{
-    MemberRole, MemberStatus, Phase, StoreClusterStatus, UpgradeStatus, condition, reason,
+    BackupStatus, MemberRole, MemberStatus, Phase, StoreClusterStatus, UpgradeStatus, condition,
+    reason,
 };
+
+use crate::backups::FAILURES_DEGRADED;
 
 use crate::members::Membership;
 use crate::plan::{MemberAction, Plan, Wait};
@@ -26,6 +29,8 @@ pub struct Outcome<'a> {
     pub rollout: Option<&'a RolloutStep>,
     /// `status.upgrade` after that step.
     pub upgrade: Option<UpgradeStatus>,
+    /// The backups, as observed this time (`None`: as they were).
+    pub backup: Option<BackupStatus>,
 }
 
 /// Sets condition `type_` in `conditions`, keeping its transition time unless its status
@@ -230,6 +235,14 @@ pub fn build_status(
         ),
     }
 
+    let backup = outcome
+        .backup
+        .clone()
+        .or_else(|| previous.and_then(|s| s.backup.clone()));
+    // Failures of backups no longer declared do not keep the cluster Degraded.
+    let failing_backups = backup
+        .as_ref()
+        .filter(|b| cluster.spec.backup.is_some() && b.consecutive_failures >= FAILURES_DEGRADED);
     let unhealthy: Vec<&str> = members
         .iter()
         .filter(|m| !m.healthy)
@@ -275,6 +288,17 @@ pub fn build_status(
             true,
             reason::MEMBER_UNHEALTHY,
             format!("not answering: {}", unhealthy.join(", ")),
+        );
+    } else if let Some(failing) = failing_backups {
+        set(
+            condition::DEGRADED,
+            true,
+            reason::BACKUP_FAILING,
+            format!(
+                "the last {} backups failed: {}",
+                failing.consecutive_failures,
+                failing.last_error.as_deref().unwrap_or("unknown error")
+            ),
         );
     } else {
         let message = if outcome.membership.is_some() {
@@ -324,6 +348,7 @@ pub fn build_status(
         members,
         client_endpoints: vec![cluster.names.service_client_url(cluster.tls_enabled())],
         client_certificate_secret: cluster.tls.as_ref().map(|tls| tls.client.clone()),
+        backup,
         conditions,
         upgrade: outcome.upgrade.clone(),
     }

@@ -43,6 +43,7 @@ fn reached<'a>(membership: &'a Membership, plan: &'a Plan) -> Outcome<'a> {
         apply_error: None,
         rollout: None,
         upgrade: None,
+        backup: None,
     }
 }
 
@@ -137,6 +138,7 @@ fn a_new_cluster_is_creating_until_its_members_answer_and_unreachable_afterwards
         apply_error: None,
         rollout: None,
         upgrade: None,
+        backup: None,
     };
     let creating = build_status(&cluster, None, &unreachable, &at(1));
     assert_eq!(creating.phase, Some(Phase::Creating));
@@ -246,4 +248,51 @@ fn a_rollout_shows_as_updating_and_a_stalled_one_as_degraded_with_its_member() {
     assert_eq!(finished.phase, Some(Phase::Running));
     assert_eq!(finished.upgrade, None);
     assert_eq!(condition(&finished, "Progressing").reason, "Reconciled");
+}
+
+#[test]
+fn repeated_backup_failures_degrade_a_healthy_cluster_until_a_backup_succeeds() {
+    let cluster = validated(
+        "
+spec:
+  version: 0.1.0
+  backup: {schedule: '@daily', s3: {bucket: snapshots}}
+",
+    );
+    let members = membership(&[true, true, true], 0, &[]);
+    let plan = steady_plan();
+    let healthy = build_status(&cluster, None, &reached(&members, &plan), &at(100));
+    let failing = |failures: i32| Outcome {
+        backup: Some(BackupStatus {
+            consecutive_failures: failures,
+            last_error: Some("failed to upload the snapshot".to_owned()),
+            ..BackupStatus::default()
+        }),
+        ..reached(&members, &plan)
+    };
+    let two = build_status(&cluster, Some(&healthy), &failing(2), &at(200));
+    assert_eq!(condition(&two, "Degraded").status, "False");
+    let three = build_status(&cluster, Some(&two), &failing(3), &at(300));
+    let degraded = condition(&three, "Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "BackupFailing")
+    );
+    assert!(
+        degraded
+            .message
+            .contains("the last 3 backups failed: failed to upload")
+    );
+    assert_eq!(degraded.last_transition_time, at(300));
+    assert_eq!(three.phase, Some(Phase::Degraded));
+    // Still failing later: no new transition, and the backup status carries over.
+    let later = build_status(&cluster, Some(&three), &reached(&members, &plan), &at(400));
+    assert_eq!(condition(&later, "Degraded").last_transition_time, at(300));
+    assert_eq!(later.backup, three.backup);
+    let recovered = build_status(&cluster, Some(&later), &failing(0), &at(500));
+    assert_eq!(condition(&recovered, "Degraded").status, "False");
+    assert_eq!(recovered.phase, Some(Phase::Running));
+    // Removing spec.backup ends BackupFailing too.
+    let removed = build_status(&validated(MINIMAL), Some(&three), &failing(3), &at(600));
+    assert_eq!(condition(&removed, "Degraded").status, "False");
 }

@@ -1,5 +1,6 @@
 //! Validation of a StoreCluster beyond what its CEL rules can say (names that fit Kubernetes'
-//! limits, a usable image, consistent TLS settings), producing the [`ValidatedCluster`] every
+//! limits, a usable image, consistent TLS settings, a backup schedule the CronJob controller
+//! accepts), producing the [`ValidatedCluster`] every
 //! builder takes. Pure: no client, unit-tested from YAML.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -103,6 +104,20 @@ pub enum ValidationError {
         /// The value.
         image: String,
     },
+    /// The backup schedule is not a five-field cron schedule or a macro Kubernetes knows.
+    #[error("spec.backup.schedule {schedule:?} is not a valid cron schedule: {why}")]
+    BackupSchedule {
+        /// The value.
+        schedule: String,
+        /// What the cron parser said.
+        why: String,
+    },
+    /// The retention's maximum age is zero.
+    #[error("spec.backup.retention.maxAge {max_age:?} must be longer than zero")]
+    RetentionAge {
+        /// The value.
+        max_age: String,
+    },
     /// A TLS mode's settings are missing.
     #[error("spec.tls.{field} is required when spec.tls.mode is {mode:?}")]
     TlsSettings {
@@ -144,6 +159,15 @@ pub fn validate(
             spec.version.trim_start_matches('v')
         ),
     };
+    if let Some(backup) = &spec.backup {
+        check_schedule(&backup.schedule)?;
+        let age = backup.retention.as_ref().and_then(|r| r.max_age.as_ref());
+        if let Some(age) = age.filter(|age| !age.chars().any(|c| ('1'..='9').contains(&c))) {
+            return Err(ValidationError::RetentionAge {
+                max_age: age.clone(),
+            });
+        }
+    }
     let names = Names::new(name, namespace);
     let tls = tls_secret_names(spec, &names)?;
     Ok(ValidatedCluster {
@@ -154,6 +178,13 @@ pub fn validate(
         image,
         tls,
         settings: settings.clone(),
+    })
+}
+
+fn check_schedule(schedule: &str) -> Result<(), ValidationError> {
+    crate::cron::check_schedule(schedule).map_err(|why| ValidationError::BackupSchedule {
+        schedule: schedule.to_owned(),
+        why,
     })
 }
 
@@ -296,6 +327,33 @@ spec:
         );
         let tls = cluster.tls.unwrap_or_else(|| panic!("tls"));
         assert_eq!((tls.server.as_str(), tls.peer.as_str()), ("s", "p"));
+    }
+
+    #[test]
+    fn a_backup_with_a_bad_schedule_or_a_zero_age_is_refused() {
+        let spec = |schedule: &str, age: &str| {
+            format!(
+                "
+spec:
+  version: 0.1.0
+  backup:
+    schedule: '{schedule}'
+    s3: {{bucket: snapshots}}
+    retention: {{maxAge: '{age}'}}
+"
+            )
+        };
+        assert!(matches!(
+            validate(&cluster(&spec("0 0 * *", "30d")), &settings()),
+            Err(ValidationError::BackupSchedule { .. })
+        ));
+        assert_eq!(
+            validate(&cluster(&spec("@daily", "0d0h")), &settings()),
+            Err(ValidationError::RetentionAge {
+                max_age: "0d0h".to_owned()
+            })
+        );
+        assert!(validate(&cluster(&spec("@daily", "1d12h")), &settings()).is_ok());
     }
 
     #[test]

@@ -6,13 +6,9 @@
 //! steady state writes nothing, and deleting the StoreCluster removes the children but keeps the
 //! volumes. Members forming a cluster are the kind suite's job.
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::Stdio;
-use std::time::Duration;
-
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -23,79 +19,10 @@ use kube::api::{
 use kube::{Client, ResourceExt};
 use oxcd_crds::{Phase, StoreCluster};
 use oxcd_k8s_suite::{ControlPlane, Storage, eventually};
-use tokio::process::{Child, Command};
 
-const NS: &str = "prod";
-const WAIT: Duration = Duration::from_secs(90);
+mod common;
 
-/// The operator binary running against the control plane, killed when dropped.
-struct Operator {
-    child: Child,
-    http: SocketAddr,
-}
-
-impl Operator {
-    fn start(kubeconfig: &str) -> Result<Self> {
-        let http = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let child = Command::new(env!("CARGO_BIN_EXE_oxcd-operator"))
-            .env("KUBECONFIG", kubeconfig)
-            .env("OXCD_OPERATOR_HTTP_ADDRESS", http.to_string())
-            .env("OXCD_LEADER_ELECTION", "false")
-            .env("POD_NAMESPACE", "oxcd-system")
-            .env("RUST_LOG", "info,kube=warn")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("failed to start oxcd-operator")?;
-        Ok(Self { child, http })
-    }
-
-    async fn metrics(&self) -> Result<String> {
-        let output = Command::new("curl")
-            .args(["-sf", &format!("http://{}/metrics", self.http)])
-            .output()
-            .await?;
-        if !output.status.success() {
-            bail!("metrics not served yet");
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
-    /// Sum of a counter family's samples in the metrics text.
-    async fn counter(&self, family: &str, filter: &str) -> Result<f64> {
-        let text = self.metrics().await?;
-        Ok(text
-            .lines()
-            .filter(|line| line.starts_with(family) && line.contains(filter))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
-    }
-
-    async fn stop(mut self) -> Result<()> {
-        self.child.kill().await?;
-        Ok(())
-    }
-}
-
-async fn install_crd(client: &Client) -> Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &oxcd_crds::crd())
-        .await?;
-    eventually(WAIT, "the StoreCluster CRD to be established", || {
-        let crds = crds.clone();
-        async move {
-            let crd = crds.get("storeclusters.oxcd.io").await?;
-            let established = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            Ok(established.then_some(()))
-        }
-    })
-    .await
-}
+use common::{NS, Operator, WAIT, create_namespace, exists, install_crd, store_cluster};
 
 /// cert-manager's Certificate kind, as a schemaless CRD: cert-manager itself does not run here,
 /// the test checks what the operator asks of it.
@@ -128,22 +55,6 @@ async fn install_certificate_crd(client: &Client) -> Result<()> {
     .await
 }
 
-fn store_cluster(name: &str, spec: serde_json::Value) -> Result<StoreCluster> {
-    Ok(serde_json::from_value(serde_json::json!({
-        "apiVersion": "oxcd.io/v1alpha1",
-        "kind": "StoreCluster",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": spec,
-    }))?)
-}
-
-async fn exists<K>(api: &Api<K>, name: &str) -> Result<Option<K>>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    Ok(api.get_opt(name).await?)
-}
-
 fn dns_names(pem: &[u8]) -> Result<Vec<String>> {
     let (_, block) = x509_parser::pem::parse_x509_pem(pem)?;
     let cert = block.parse_x509()?;
@@ -169,12 +80,7 @@ async fn operator_builds_children_reports_status_and_stays_quiet_when_steady() -
     let client = plane.client();
     let kubeconfig = plane.fact("KUBECONFIG")?.to_owned();
     install_crd(&client).await?;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespace: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))?;
-    namespaces
-        .create(&PostParams::default(), &namespace)
-        .await?;
+    create_namespace(&client).await?;
     let operator = Operator::start(&kubeconfig)?;
 
     let clusters: Api<StoreCluster> = Api::namespaced(client.clone(), NS);
@@ -360,23 +266,8 @@ async fn operator_builds_children_reports_status_and_stays_quiet_when_steady() -
         }
     })
     .await?;
-    operator.stop().await?;
-    let operator = Operator::start(&kubeconfig)?;
-    eventually(WAIT, "two reconciles of each cluster", || async {
-        let ok = operator
-            .counter("oxcd_operator_reconciles_total", "result=\"ok\"")
-            .await
-            .unwrap_or(0.0);
-        Ok((ok >= 4.0).then_some(()))
-    })
-    .await?;
-    let writes = operator.counter("oxcd_operator_writes_total", "").await?;
-    assert_eq!(
-        writes,
-        0.0,
-        "a restart at steady state wrote:\n{}",
-        operator.metrics().await?
-    );
+    // Two clusters (demo and the invalid one), two reconciles each.
+    let operator = operator.restart_quietly(&kubeconfig, 4.0).await?;
 
     // Deleting the StoreCluster removes its children and keeps the member volumes.
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);

@@ -10,6 +10,46 @@ use kube::Api;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The credentials of `e2e/kind/manifests/s3.yaml` (its Secret `s3-credentials`).
+pub const ACCESS_KEY: &str = "oxcd-e2e";
+/// The secret key of [`ACCESS_KEY`].
+pub const SECRET_KEY: &str = "oxcd-e2e-secret";
+/// How long the server may take to be available (volume provisioning included).
+const DEPLOY_WAIT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Deploys the in-cluster S3 server (`e2e/kind/manifests/s3.yaml`) in `ns`, waits until it is
+/// available, and returns how to reach it as Service `s3` on port 9000.
+pub async fn deploy_s3(client: &kube::Client, ns: &str) -> anyhow::Result<S3Endpoint> {
+    let image = format!("oxcd.local/s3:{}", crate::pinned_version("S3S_FS_VERSION")?);
+    crate::apply_manifest(ns, "e2e/kind/manifests/s3.yaml", &[("@IMAGE@", &image)]).await?;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), ns);
+    crate::await_condition(
+        &deployments,
+        "s3",
+        "available",
+        DEPLOY_WAIT,
+        crate::deployment_available,
+    )
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod = pods
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/name=s3"))
+        .await?
+        .items
+        .into_iter()
+        .find_map(|p| p.metadata.name)
+        .context("no pod of the s3 Deployment")?;
+    Ok(S3Endpoint {
+        pods,
+        pod,
+        port: 9000,
+        host: "s3:9000".to_owned(),
+        access_key: ACCESS_KEY.to_owned(),
+        secret_key: SECRET_KEY.to_owned(),
+    })
+}
+
 /// The signing region; the server accepts any region in the credential scope.
 const REGION: &str = "us-east-1";
 

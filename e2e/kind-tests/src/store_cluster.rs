@@ -12,6 +12,10 @@ use kube::{Api, Client};
 
 use crate::operator::operator_logs;
 
+/// Bound of every wait for a StoreCluster to reach a state (members pull images, volumes are
+/// provisioned).
+pub const CLUSTER_WAIT: Duration = Duration::from_secs(240);
+
 /// StoreClusters of namespace `ns`.
 pub fn store_clusters(client: &Client, ns: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("oxcd.io", "v1alpha1", "StoreCluster");
@@ -76,17 +80,19 @@ pub async fn await_store_cluster(
     }
 }
 
-/// Waits until StoreCluster `name` is Available with `voters` ready voters and no change under
-/// way.
+/// Waits (at most [`CLUSTER_WAIT`]) until StoreCluster `name` is Available with `voters` ready
+/// voters and no change under way.
 pub async fn await_ready(
     client: &Client,
     ns: &str,
     name: &str,
     voters: usize,
-    wait: Duration,
 ) -> anyhow::Result<DynamicObject> {
     let what = format!("Available with {voters} ready voters");
-    await_store_cluster(client, ns, name, &what, wait, |sc| is_ready(sc, voters)).await
+    await_store_cluster(client, ns, name, &what, CLUSTER_WAIT, |sc| {
+        is_ready(sc, voters)
+    })
+    .await
 }
 
 /// The messages of the Events with `reason` in namespace `ns`, oldest first.

@@ -17,21 +17,16 @@ use kube::{Api, Client};
 use oxcd_kind_tests::operator::{
     MemberClient, install_operator, operator_logs, uninstall_operator,
 };
-use oxcd_kind_tests::store_cluster::{self, is_ready, store_clusters};
+use oxcd_kind_tests::store_cluster::{self, CLUSTER_WAIT, await_ready, is_ready, store_clusters};
 use oxcd_kind_tests::{
     await_condition, busybox_image, exec, kind_client, pod_running, with_temp_ns,
 };
 use serde_json::json;
 
 /// Bound of every wait for the cluster to reach a state.
-const WAIT: Duration = Duration::from_secs(240);
+const WAIT: Duration = CLUSTER_WAIT;
 const CLUSTER: &str = "store";
 const CLIENT_SECRET: &str = "store-client-tls";
-
-/// Waits until the StoreCluster is Available with `voters` healthy voters and no change under way.
-async fn await_ready(client: &Client, ns: &str, voters: usize) -> anyhow::Result<DynamicObject> {
-    store_cluster::await_ready(client, ns, CLUSTER, voters, WAIT).await
-}
 
 #[tokio::test]
 async fn store_cluster_forms_survives_pod_loss_enforces_policy_and_scales() -> anyhow::Result<()> {
@@ -62,7 +57,7 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
         },
     }))?;
     clusters.create(&PostParams::default(), &manifest).await?;
-    let formed = await_ready(client, ns, 3).await?;
+    let formed = await_ready(client, ns, CLUSTER, 3).await?;
     let leader = formed.data["status"]["leader"]
         .as_str()
         .unwrap_or_default()
@@ -92,7 +87,7 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
         move |pod: Option<&Pod>| pod.is_some_and(|p| p.metadata.uid != uid) && pod_running(pod),
     )
     .await?;
-    await_ready(client, ns, 3).await?;
+    await_ready(client, ns, CLUSTER, 3).await?;
     let held = local_keys(client, ns, "store-1", "/registry/e2e/").await?;
     ensure!(
         held == 100,
@@ -148,11 +143,11 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
     clusters
         .patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&scale(5)))
         .await?;
-    await_ready(client, ns, 5).await?;
+    await_ready(client, ns, CLUSTER, 5).await?;
     clusters
         .patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&scale(3)))
         .await?;
-    await_ready(client, ns, 3).await?;
+    await_ready(client, ns, CLUSTER, 3).await?;
     let _ = stop.send(true);
     writer.await?;
     let (written, failures) = (
@@ -253,7 +248,7 @@ async fn replace_lost_member(
             .find(|m| m["name"] == "store-1")
             .and_then(|m| m["id"].as_str().map(str::to_owned))
     };
-    let before = member_id(&await_ready(client, ns, 3).await?);
+    let before = member_id(&await_ready(client, ns, CLUSTER, 3).await?);
     ensure!(before.is_some(), "store-1 is not in the members table");
     claims
         .delete("data-store-1", &DeleteParams::default())

@@ -2,21 +2,11 @@
 //! `e2e/kind/images`): it runs on a volume of the default StorageClass, keeps what is put in it,
 //! and refuses requests signed with the wrong key.
 
-use std::time::Duration;
-
-use anyhow::{Context, ensure};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::ListParams;
+use anyhow::ensure;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::{Api, Client};
-use oxcd_kind_tests::s3::S3Endpoint;
-use oxcd_kind_tests::{
-    apply_manifest, await_condition, deployment_available, kind_client, pinned_version,
-    with_temp_ns,
-};
-
-/// Bound of the wait for the server (volume provisioning included).
-const WAIT: Duration = Duration::from_secs(180);
+use oxcd_kind_tests::s3::{S3Endpoint, deploy_s3};
+use oxcd_kind_tests::{kind_client, with_temp_ns};
 
 #[tokio::test]
 async fn s3_server_on_default_storage_keeps_objects_and_checks_signatures() -> anyhow::Result<()> {
@@ -30,10 +20,7 @@ async fn s3_server_on_default_storage_keeps_objects_and_checks_signatures() -> a
 }
 
 async fn s3_scenario(client: Client, ns: &str) -> anyhow::Result<()> {
-    let image = format!("oxcd.local/s3:{}", pinned_version("S3S_FS_VERSION")?);
-    apply_manifest(ns, "e2e/kind/manifests/s3.yaml", &[("@IMAGE@", &image)]).await?;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    await_condition(&deployments, "s3", "available", WAIT, deployment_available).await?;
+    let s3 = deploy_s3(&client, ns).await?;
 
     // Its volume came from the default StorageClass's provisioner.
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
@@ -47,23 +34,6 @@ async fn s3_scenario(client: Client, ns: &str) -> anyhow::Result<()> {
         claim.spec.and_then(|s| s.storage_class_name).as_deref() == Some("standard"),
         "volume claim s3-data did not get the default StorageClass \"standard\""
     );
-
-    let pods: Api<Pod> = Api::namespaced(client, ns);
-    let pod = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/name=s3"))
-        .await?
-        .items
-        .into_iter()
-        .find_map(|p| p.metadata.name)
-        .context("no pod of the s3 Deployment")?;
-    let s3 = S3Endpoint {
-        pods,
-        pod,
-        port: 9000,
-        host: "s3:9000".to_owned(),
-        access_key: "oxcd-e2e".to_owned(),
-        secret_key: "oxcd-e2e-secret".to_owned(),
-    };
 
     let object = b"snapshot bytes\n".repeat(1000);
     let created = s3.request("PUT", "/backups", b"").await?;

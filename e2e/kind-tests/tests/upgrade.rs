@@ -117,7 +117,7 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
         },
     }))?;
     clusters.create(&PostParams::default(), &manifest).await?;
-    let formed = await_ready(client, ns, CLUSTER, 3, WAIT).await?;
+    let formed = await_ready(client, ns, CLUSTER, 3).await?;
     let first_leader = formed.data["status"]["leader"]
         .as_str()
         .unwrap_or_default()
@@ -253,7 +253,7 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
 
     // Back to the working version: the broken member is replaced and the cluster recovers.
     set_version(&clusters, &v.next, false).await?;
-    await_ready(client, ns, CLUSTER, 3, WAIT).await?;
+    await_ready(client, ns, CLUSTER, 3).await?;
     await_store_cluster(client, ns, CLUSTER, "done with the rollout", WAIT, |sc| {
         sc.data["status"]["upgrade"].is_null()
             && condition_reason(sc, "Degraded").as_deref() == Some("AsExpected")

@@ -3,15 +3,18 @@
 //! and are unit-tested from YAML fixtures.
 
 mod account;
+pub mod backup;
 mod bootstrap;
 pub mod cert_manager;
 mod network_policy;
 mod pdb;
+mod pod;
 mod services;
 mod statefulset;
 pub mod tls;
 
 pub use account::build_service_account;
+pub use backup::{build_backup_cronjob, build_backup_job};
 pub use bootstrap::{Bootstrap, ClusterState, build_bootstrap_config};
 pub use network_policy::build_network_policy;
 pub use pdb::build_pod_disruption_budget;

@@ -1,7 +1,7 @@
 //! The NetworkPolicy of a cluster: only kube-apiserver pods (by the spec's selector), further
-//! declared clients and the operator reach the client port 2379; only members reach each other
-//! on 2380; only the operator (member versions, `/version`) and the monitoring selector reach
-//! 2381. Every other ingress is denied.
+//! declared clients, the operator and the cluster's own backup pods reach the client port 2379;
+//! only members reach each other on 2380; only the operator (member versions, `/version`) and
+//! the monitoring selector reach 2381. Every other ingress is denied.
 
 use std::collections::BTreeMap;
 
@@ -71,6 +71,13 @@ pub fn build_network_policy(cluster: &ValidatedCluster) -> Option<NetworkPolicy>
     };
     let mut clients = vec![peer(&policy.api_server), operator.clone()];
     clients.extend(policy.additional_clients.iter().map(peer));
+    if cluster.spec.backup.is_some() {
+        // The backup Jobs stream snapshots from the members.
+        clients.push(NetworkPolicyPeer {
+            pod_selector: Some(match_labels(cluster.names.backup_selector_labels())),
+            ..NetworkPolicyPeer::default()
+        });
+    }
     let members = NetworkPolicyPeer {
         pod_selector: Some(match_labels(cluster.names.selector_labels())),
         ..NetworkPolicyPeer::default()
@@ -177,5 +184,30 @@ spec:
     fn a_disabled_policy_is_not_built() {
         let cluster = validated("spec: {version: 0.1.0, networkPolicy: {enabled: false}}");
         assert!(build_network_policy(&cluster).is_none());
+    }
+
+    #[test]
+    fn backup_pods_of_this_cluster_reach_the_client_port_when_backups_are_on() {
+        let rules = rules(
+            "
+spec:
+  version: 0.1.0
+  backup: {schedule: '@daily', s3: {bucket: snapshots}}
+",
+        );
+        let from = rules[0].from.clone().unwrap_or_default();
+        assert_eq!(from.len(), 3);
+        let backup = from[2].pod_selector.clone().and_then(|s| s.match_labels);
+        assert_eq!(
+            backup,
+            Some(BTreeMap::from([
+                ("app.kubernetes.io/instance".to_owned(), "demo".to_owned()),
+                (
+                    "app.kubernetes.io/name".to_owned(),
+                    "oxcd-backup".to_owned()
+                ),
+            ]))
+        );
+        assert!(from[2].namespace_selector.is_none());
     }
 }

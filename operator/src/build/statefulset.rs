@@ -10,11 +10,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
-    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, Volume,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -22,6 +21,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use oxcd_crds::{AutoCompactionMode, ReclaimPolicy};
 
 use super::child_meta;
+use super::pod::{
+    container_security_context, env, mount, pod_security_context, scratch_volume, secret_volume,
+};
 use crate::names::{CLIENT_PORT, METRICS_PORT, PEER_PORT};
 use crate::validate::ValidatedCluster;
 
@@ -32,16 +34,6 @@ const DATA_MOUNT: &str = "/var/lib/oxcd";
 pub const DATA_DIR: &str = "/var/lib/oxcd/data";
 /// Where the server and peer certificates are mounted.
 const TLS_MOUNT: &str = "/etc/oxcd/tls";
-/// The user of the oxcd image.
-const USER_ID: i64 = 65532;
-
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.into()),
-        ..EnvVar::default()
-    }
-}
 
 fn env_from_field(name: &str, path: &str) -> EnvVar {
     EnvVar {
@@ -158,27 +150,6 @@ fn port(name: &str, port: i32) -> ContainerPort {
     }
 }
 
-fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
-    VolumeMount {
-        name: name.to_owned(),
-        mount_path: path.to_owned(),
-        read_only: Some(read_only),
-        ..VolumeMount::default()
-    }
-}
-
-fn secret_volume(name: &str, secret: &str) -> Volume {
-    Volume {
-        name: name.to_owned(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(secret.to_owned()),
-            default_mode: Some(0o440),
-            ..SecretVolumeSource::default()
-        }),
-        ..Volume::default()
-    }
-}
-
 fn container(cluster: &ValidatedCluster) -> Container {
     let mut mounts = vec![
         mount("data", DATA_MOUNT, false),
@@ -213,16 +184,7 @@ fn container(cluster: &ValidatedCluster) -> Container {
         // the operator reads them (a member that lost its data is replaced from its refusal).
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         volume_mounts: Some(mounts),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                ..Capabilities::default()
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(container_security_context()),
         ..Container::default()
     }
 }
@@ -251,11 +213,7 @@ fn default_affinity(cluster: &ValidatedCluster) -> Affinity {
 }
 
 fn volumes(cluster: &ValidatedCluster) -> Vec<Volume> {
-    let mut volumes = vec![Volume {
-        name: "tmp".to_owned(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Volume::default()
-    }];
+    let mut volumes = vec![scratch_volume("tmp")];
     if let Some(tls) = &cluster.tls {
         volumes.push(secret_volume("server-tls", &tls.server));
         volumes.push(secret_volume("peer-tls", &tls.peer));
@@ -289,17 +247,7 @@ fn pod_template(cluster: &ValidatedCluster) -> PodTemplateSpec {
             node_selector: non_empty(&overrides.node_selector),
             priority_class_name: overrides.priority_class_name.clone(),
             termination_grace_period_seconds: Some(30),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(USER_ID),
-                run_as_group: Some(USER_ID),
-                fs_group: Some(USER_ID),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".to_owned(),
-                    ..SeccompProfile::default()
-                }),
-                ..PodSecurityContext::default()
-            }),
+            security_context: Some(pod_security_context()),
             ..PodSpec::default()
         }),
     }

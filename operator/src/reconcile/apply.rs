@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::metrics::Metrics;
-use crate::names::{FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::names::{FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, fnv1a};
 
 /// Annotation holding the hash of the applied object.
 pub const APPLIED_HASH: &str = "oxcd.io/applied-hash";
@@ -62,14 +62,6 @@ pub enum ApplyError {
         #[source]
         source: serde_json::Error,
     },
-}
-
-/// 64-bit FNV-1a: stable across processes and releases (unlike std's hasher), which the
-/// hash annotation needs to survive operator restarts.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Writes children of one StoreCluster in one namespace.

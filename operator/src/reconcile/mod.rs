@@ -1,9 +1,10 @@
 //! The reconcile of one StoreCluster, as a pipeline: observe (children, certificates, the
 //! membership through the etcd API) → validate → plan one membership change → act → build and
-//! apply every child → status. Each step has its own error type; the controller's error policy
+//! apply every child → observe the backups → status. Each step has its own error type; the controller's error policy
 //! retries with a delay.
 
 mod apply;
+mod backup;
 mod context;
 mod lost_members;
 mod membership;
@@ -11,12 +12,14 @@ mod rolling;
 mod tls;
 
 pub use apply::{APPLIED_HASH, Applier, ApplyError};
+pub use backup::BackupError;
 pub use context::Context;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -68,6 +71,9 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    /// The backups could not be observed or started.
+    #[error("failed to observe the backups")]
+    Backup(#[source] BackupError),
     /// A membership change failed.
     #[error("failed to change the membership")]
     Membership(#[source] MembersError),
@@ -231,6 +237,9 @@ async fn reconcile_valid(
         }
     }
 
+    let backups = backup::observe_backups(cluster, &validated, &context.client, &context.metrics)
+        .await
+        .map_err(ReconcileError::Backup)?;
     // With the membership settled, pods still on an older template are rolled one at a time.
     let rollout = match (&membership, &plan.action, plan.wait, &apply_error) {
         (Some(membership), None, None, None) => {
@@ -259,6 +268,7 @@ async fn reconcile_valid(
             // A membership change pauses a rollout; its record stays.
             None => cluster.status.as_ref().and_then(|s| s.upgrade.clone()),
         },
+        backup: backups.status,
     };
     let status = build_status(&validated, cluster.status.as_ref(), &outcome, &now());
     let rolling = rollout
@@ -266,6 +276,7 @@ async fn reconcile_valid(
         .is_some_and(|(step, _)| *step != RolloutStep::Done);
     let busy = plan.action.is_some() || plan.wait.is_some() || membership.is_none() || rolling;
     write_status(cluster, status, context).await?;
+    backup::report(cluster, &backups.finished, context).await;
     if let Some(error) = apply_error {
         context
             .event(cluster, EventType::Warning, "ApplyFailed", "Apply", error)
@@ -304,6 +315,14 @@ async fn apply_children(
     applier
         .apply(build::build_statefulset(cluster, plan.statefulset_replicas))
         .await?;
+    let cronjobs = match build::build_backup_cronjob(cluster) {
+        Some(cronjob) => {
+            applier.apply(cronjob).await?;
+            vec![cluster.names.backup_cronjob()]
+        }
+        None => Vec::new(),
+    };
+    applier.delete_orphans::<CronJob>(&name, &cronjobs).await?;
     applier
         .delete_orphans::<NetworkPolicy>(&name, &policies)
         .await?;

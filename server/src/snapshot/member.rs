@@ -3,6 +3,7 @@
 //! etcdctl's `ETCDCTL_*` environment variables so a Job can set them without a shell).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use tonic::Streaming;
@@ -11,6 +12,11 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use super::cli::parse_timeout;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use crate::proto::etcdserverpb::{SnapshotRequest, SnapshotResponse};
+
+/// First pause before another round of connection attempts.
+const RETRY_FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// Longest pause between rounds of connection attempts.
+const RETRY_MAX_PAUSE: Duration = Duration::from_secs(2);
 
 /// Which member to take the snapshot from, and how to reach it.
 #[derive(Debug, Clone, Args)]
@@ -32,7 +38,8 @@ pub struct MemberArgs {
     /// Key (PEM) of --cert.
     #[arg(long, env = "ETCDCTL_KEY", requires = "cert")]
     pub key: Option<PathBuf>,
-    /// How long to wait for a connection (`2s`, `500ms`).
+    /// How long to wait for a member to accept a connection (`2s`, `500ms`), refused
+    /// connections included.
     #[arg(long, env = "ETCDCTL_DIAL_TIMEOUT", default_value = "2s")]
     pub dial_timeout: String,
 }
@@ -165,8 +172,33 @@ impl MemberArgs {
             })
     }
 
-    /// Opens the Snapshot RPC on the first endpoint that answers; the last failure otherwise.
+    /// Opens the Snapshot RPC on the first endpoint that answers. As etcdctl's blocking dial
+    /// does, connections refused or timed out are tried again, round after round with a
+    /// growing pause, until `--dial-timeout` has passed: a pod that has just started may not
+    /// be admitted by the NetworkPolicy enforcer yet, and a member may be restarting.
     pub async fn open(&self) -> Result<SnapshotStream, MemberError> {
+        let dial = parse_timeout(&self.dial_timeout).ok_or_else(|| MemberError::Flag {
+            flag: "--dial-timeout",
+            value: self.dial_timeout.clone(),
+        })?;
+        let deadline = tokio::time::Instant::now() + dial;
+        let mut pause = RETRY_FIRST_PAUSE;
+        loop {
+            match self.open_once().await {
+                Err(error @ MemberError::Connect { .. })
+                    if tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::debug!(error = %error, ?pause, "no member answers yet; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_MAX_PAUSE);
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// One round over the endpoints; the last failure when none answers.
+    async fn open_once(&self) -> Result<SnapshotStream, MemberError> {
         let mut last = MemberError::NoEndpoints;
         for raw in &self.endpoints {
             let url = self.url(raw);
@@ -195,5 +227,48 @@ impl MemberArgs {
             }
         }
         Err(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(endpoint: String, dial_timeout: &str) -> MemberArgs {
+        MemberArgs {
+            endpoints: vec![endpoint],
+            cacert: None,
+            cert: None,
+            key: None,
+            dial_timeout: dial_timeout.to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_connections_are_tried_again_until_the_dial_timeout() {
+        // A port nothing listens on: each attempt is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let started = std::time::Instant::now();
+        let outcome = args(format!("127.0.0.1:{port}"), "800ms").open().await;
+        let waited = started.elapsed();
+        assert!(
+            matches!(outcome, Err(MemberError::Connect { .. })),
+            "{:?}",
+            outcome.err()
+        );
+        assert!(
+            waited >= Duration::from_millis(500),
+            "gave up after {waited:?}"
+        );
+        assert!(waited < Duration::from_secs(3), "took {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_dial_timeout_is_refused_before_connecting() {
+        let outcome = args("127.0.0.1:1".to_owned(), "soon").open().await;
+        assert!(matches!(outcome, Err(MemberError::Flag { .. })));
     }
 }

@@ -1,0 +1,297 @@
+//! The backup CronJob (from `spec.backup`) and the on-demand backup Job (from the
+//! `oxcd.io/backup-now` annotation), both from one Job template. The image has no shell, so the
+//! pod runs `oxcd` twice: the init container `upload` streams a member's snapshot into S3 and
+//! writes its JSON result (key, revision, size, SHA-256, or the error) to its termination
+//! message, where the operator reads it; then the container `prune` applies the retention, so
+//! retention only ever runs after a successful upload.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{
+    CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec, PodFailurePolicy,
+    PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
+};
+use k8s_openapi::api::core::v1::{
+    Container, KeyToPath, PodSpec, PodTemplateSpec, SecretVolumeSource, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use oxcd_crds::{BackupSpec, SseMode};
+
+use super::pod::{
+    container_security_context, env, mount, pod_security_context, scratch_volume, secret_volume,
+};
+use crate::names::BACKUP_NOW_ANNOTATION;
+use crate::validate::ValidatedCluster;
+
+/// Name of the init container that uploads the snapshot.
+pub const UPLOAD_CONTAINER: &str = "upload";
+/// Name of the container that applies the retention.
+pub const PRUNE_CONTAINER: &str = "prune";
+/// Where `oxcd snapshot upload|prune` write their JSON result: the termination message, which
+/// the kubelet copies into the pod's status.
+pub const RESULT_FILE: &str = "/dev/termination-log";
+/// [`crate::names::BACKUP_LABEL`] of Jobs made by the CronJob.
+pub const SCHEDULED: &str = "scheduled";
+/// [`crate::names::BACKUP_LABEL`] of Jobs made for the annotation.
+pub const ON_DEMAND: &str = "on-demand";
+
+const CLIENT_TLS_MOUNT: &str = "/etc/oxcd/client-tls";
+const CREDENTIALS_MOUNT: &str = "/etc/oxcd/s3-credentials";
+const SSE_C_MOUNT: &str = "/etc/oxcd/s3-sse-c";
+/// How long the upload keeps trying to reach a member.
+const DIAL_TIMEOUT: &str = "60s";
+/// A stuck upload must not block the next ones forever (concurrency is Forbid): an hour
+/// streams tens of GiB, far above a store's quota.
+const DEADLINE_SECONDS: i64 = 3600;
+/// Pod attempts after the first: a member restarting or a node going away mid-upload.
+const BACKOFF_LIMIT: i32 = 2;
+/// Finished Jobs the CronJob keeps (their pods hold the results the status is read from).
+const HISTORY: i32 = 3;
+/// A missed schedule (controller down) still runs within this many seconds, else it waits for
+/// the next one.
+const STARTING_DEADLINE_SECONDS: i64 = 600;
+/// On-demand Jobs disappear a day after they finish (the status keeps their result).
+const ON_DEMAND_TTL_SECONDS: i32 = 86_400;
+
+/// Key prefix of the cluster's snapshots: the spec's, or `<namespace>/<name>`.
+pub fn backup_prefix(cluster: &ValidatedCluster, backup: &BackupSpec) -> String {
+    backup
+        .s3
+        .prefix
+        .clone()
+        .unwrap_or_else(|| format!("{}/{}", cluster.names.namespace, cluster.names.cluster))
+}
+
+/// The `OXCD_S3_*` settings both containers read, and the members to stream from.
+fn environment(
+    cluster: &ValidatedCluster,
+    backup: &BackupSpec,
+) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
+    let s3 = &backup.s3;
+    let endpoints: Vec<String> = (0..u32::try_from(cluster.spec.replicas).unwrap_or(1))
+        .map(|ordinal| {
+            cluster
+                .names
+                .member_client_url(ordinal, cluster.tls_enabled())
+        })
+        .collect();
+    let mut vars = vec![
+        env("ETCDCTL_ENDPOINTS", endpoints.join(",")),
+        // A new pod may be refused until the NetworkPolicy enforcer admits its address, and a
+        // member may be restarting: keep dialing for a while, as etcdctl's blocking dial does.
+        env("ETCDCTL_DIAL_TIMEOUT", DIAL_TIMEOUT),
+        env("OXCD_S3_BUCKET", s3.bucket.clone()),
+        env("OXCD_S3_PREFIX", backup_prefix(cluster, backup)),
+    ];
+    if cluster.tls_enabled() {
+        vars.push(env("ETCDCTL_CACERT", format!("{CLIENT_TLS_MOUNT}/ca.crt")));
+        vars.push(env("ETCDCTL_CERT", format!("{CLIENT_TLS_MOUNT}/tls.crt")));
+        vars.push(env("ETCDCTL_KEY", format!("{CLIENT_TLS_MOUNT}/tls.key")));
+    }
+    if let Some(endpoint) = &s3.endpoint {
+        vars.push(env("OXCD_S3_ENDPOINT", endpoint.clone()));
+    }
+    if let Some(region) = &s3.region {
+        vars.push(env("OXCD_S3_REGION", region.clone()));
+    }
+    if s3.force_path_style {
+        vars.push(env("OXCD_S3_FORCE_PATH_STYLE", "true"));
+    }
+    if s3.credentials_secret_ref.is_some() {
+        vars.push(env("OXCD_S3_CREDENTIALS_DIR", CREDENTIALS_MOUNT));
+    }
+    if let Some(sse) = &s3.sse {
+        let mode = match sse.mode {
+            SseMode::SseS3 => "aes256",
+            SseMode::SseKms => "aws-kms",
+            SseMode::SseC => "sse-c",
+        };
+        vars.push(env("OXCD_S3_SSE", mode));
+        if let Some(key) = &sse.kms_key_id {
+            vars.push(env("OXCD_S3_SSE_KMS_KEY_ID", key.clone()));
+        }
+        if sse.customer_key_secret_ref.is_some() {
+            vars.push(env("OXCD_S3_SSE_C_KEY_FILE", format!("{SSE_C_MOUNT}/key")));
+        }
+    }
+    vars
+}
+
+/// Volumes of the pod and the mounts both containers share.
+fn volumes(cluster: &ValidatedCluster, backup: &BackupSpec) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let mut volumes = vec![scratch_volume("tmp")];
+    let mut mounts = vec![mount("tmp", "/tmp", false)];
+    if let Some(tls) = &cluster.tls {
+        volumes.push(secret_volume("client-tls", &tls.client));
+        mounts.push(mount("client-tls", CLIENT_TLS_MOUNT, true));
+    }
+    if let Some(secret) = &backup.s3.credentials_secret_ref {
+        volumes.push(secret_volume("s3-credentials", &secret.name));
+        mounts.push(mount("s3-credentials", CREDENTIALS_MOUNT, true));
+    }
+    if let Some(key) = backup
+        .s3
+        .sse
+        .as_ref()
+        .and_then(|sse| sse.customer_key_secret_ref.as_ref())
+    {
+        volumes.push(Volume {
+            name: "s3-sse-c".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(key.name.clone()),
+                default_mode: Some(0o440),
+                items: Some(vec![KeyToPath {
+                    key: key.key.clone(),
+                    path: "key".to_owned(),
+                    ..KeyToPath::default()
+                }]),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount("s3-sse-c", SSE_C_MOUNT, true));
+    }
+    (volumes, mounts)
+}
+
+fn container(
+    cluster: &ValidatedCluster,
+    backup: &BackupSpec,
+    name: &str,
+    args: Vec<String>,
+    mounts: &[VolumeMount],
+) -> Container {
+    Container {
+        name: name.to_owned(),
+        image: Some(cluster.image.clone()),
+        args: Some(args),
+        env: Some(environment(cluster, backup)),
+        volume_mounts: Some(mounts.to_vec()),
+        // The result file is the message; when oxcd dies before writing it (bad flags), its
+        // last log lines say why.
+        termination_message_path: Some(RESULT_FILE.to_owned()),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        security_context: Some(container_security_context()),
+        ..Container::default()
+    }
+}
+
+fn prune_args(backup: &BackupSpec) -> Vec<String> {
+    let mut args = vec!["snapshot".to_owned(), "prune".to_owned()];
+    if let Some(retention) = &backup.retention {
+        if let Some(count) = retention.max_count {
+            args.extend(["--max-count".to_owned(), count.to_string()]);
+        }
+        if let Some(age) = &retention.max_age {
+            args.extend(["--max-age".to_owned(), age.clone()]);
+        }
+    }
+    args.extend(["--result-file".to_owned(), RESULT_FILE.to_owned()]);
+    args
+}
+
+/// The Job every backup runs, labelled `kind` (`scheduled` or `on-demand`).
+fn job_spec(cluster: &ValidatedCluster, backup: &BackupSpec, kind: &str) -> JobSpec {
+    let (volumes, mounts) = volumes(cluster, backup);
+    let upload_args = ["snapshot", "upload", "--result-file", RESULT_FILE]
+        .map(str::to_owned)
+        .to_vec();
+    let upload = container(cluster, backup, UPLOAD_CONTAINER, upload_args, &mounts);
+    // Without a retention nothing runs after the upload: it is the pod's main container.
+    let (init, main) = match &backup.retention {
+        Some(_) => (
+            Some(vec![upload]),
+            container(
+                cluster,
+                backup,
+                PRUNE_CONTAINER,
+                prune_args(backup),
+                &mounts,
+            ),
+        ),
+        None => (None, upload),
+    };
+    JobSpec {
+        backoff_limit: Some(BACKOFF_LIMIT),
+        active_deadline_seconds: Some(DEADLINE_SECONDS),
+        // A failed prune must not upload the snapshot again: the Job fails at once, and the
+        // status reports the uploaded snapshot and the retention's error.
+        pod_failure_policy: backup.retention.as_ref().map(|_| PodFailurePolicy {
+            rules: vec![PodFailurePolicyRule {
+                action: "FailJob".to_owned(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: Some(PRUNE_CONTAINER.to_owned()),
+                    operator: "NotIn".to_owned(),
+                    values: vec![0],
+                }),
+                ..PodFailurePolicyRule::default()
+            }],
+        }),
+        template: PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(cluster.names.backup_labels(kind)),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(PodSpec {
+                restart_policy: Some("Never".to_owned()),
+                service_account_name: Some(cluster.names.statefulset()),
+                automount_service_account_token: Some(false),
+                init_containers: init,
+                containers: vec![main],
+                volumes: Some(volumes),
+                security_context: Some(pod_security_context()),
+                ..PodSpec::default()
+            }),
+        },
+        ..JobSpec::default()
+    }
+}
+
+/// The CronJob of `spec.backup`, or `None` without one.
+pub fn build_backup_cronjob(cluster: &ValidatedCluster) -> Option<CronJob> {
+    let backup = cluster.spec.backup.as_ref()?;
+    let mut metadata = super::child_meta(cluster, cluster.names.backup_cronjob());
+    metadata.labels = Some(cluster.names.backup_labels(SCHEDULED));
+    Some(CronJob {
+        metadata,
+        spec: Some(CronJobSpec {
+            schedule: backup.schedule.trim().to_owned(),
+            time_zone: backup.time_zone.clone(),
+            concurrency_policy: Some("Forbid".to_owned()),
+            starting_deadline_seconds: Some(STARTING_DEADLINE_SECONDS),
+            successful_jobs_history_limit: Some(HISTORY),
+            failed_jobs_history_limit: Some(HISTORY),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(cluster.names.backup_labels(SCHEDULED)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(job_spec(cluster, backup, SCHEDULED)),
+            },
+            ..CronJobSpec::default()
+        }),
+        ..CronJob::default()
+    })
+}
+
+/// The Job of the on-demand backup asked for with `token`, or `None` without `spec.backup`.
+pub fn build_backup_job(cluster: &ValidatedCluster, token: &str) -> Option<Job> {
+    let backup = cluster.spec.backup.as_ref()?;
+    let mut metadata = super::child_meta(cluster, cluster.names.backup_job(token));
+    metadata.labels = Some(cluster.names.backup_labels(ON_DEMAND));
+    metadata.annotations = Some(BTreeMap::from([(
+        BACKUP_NOW_ANNOTATION.to_owned(),
+        token.to_owned(),
+    )]));
+    let mut spec = job_spec(cluster, backup, ON_DEMAND);
+    spec.ttl_seconds_after_finished = Some(ON_DEMAND_TTL_SECONDS);
+    Some(Job {
+        metadata,
+        spec: Some(spec),
+        ..Job::default()
+    })
+}
+
+#[cfg(test)]
+#[path = "backup_tests.rs"]
+mod tests;
