@@ -13,6 +13,7 @@ use oxcd_crds::{UpgradePhase, UpgradeStatus};
 
 use crate::members::Membership;
 use crate::names::Names;
+use crate::validate::ValidatedCluster;
 
 /// A member whose applied index is at most this far behind the leader's counts as caught up.
 pub const MAX_APPLY_LAG: u64 = 1000;
@@ -297,6 +298,38 @@ pub fn upgrade_status(
         phase,
         updated,
     })
+}
+
+/// Progressing's message while a rollout is under way (`None` once it is done).
+pub fn rolling_out(cluster: &ValidatedCluster, step: &RolloutStep) -> Option<String> {
+    let message = match step {
+        RolloutStep::Done => return None,
+        RolloutStep::DeletePod { ordinal } => format!(
+            "restarting {} on the new pod template",
+            cluster.names.member(*ordinal)
+        ),
+        RolloutStep::MoveLeader { from_ordinal, .. } => format!(
+            "moving the leadership off {} before restarting it last",
+            cluster.names.member(*from_ordinal)
+        ),
+        RolloutStep::Stalled { ordinal } => format!(
+            "halted: {} does not become ready on the new pod template",
+            cluster.names.member(*ordinal)
+        ),
+        RolloutStep::Wait(wait) => format!(
+            "rolling out the new pod template: waiting until {}",
+            match wait {
+                RolloutWait::RevisionPending => "the StatefulSet has taken the new template",
+                RolloutWait::PodNotReady => "every member pod is ready",
+                RolloutWait::MemberUnhealthy => "every member answers and a leader is known",
+                RolloutWait::CatchingUp => "every member has caught up with the leader",
+                RolloutWait::VersionSkew => {
+                    "spec.version is at most one minor above the lowest member version (set an intermediate version first)"
+                }
+            }
+        ),
+    };
+    Some(message)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::backups::FAILURES_DEGRADED;
 
 use crate::members::Membership;
 use crate::plan::{MemberAction, Plan, Wait};
-use crate::rollout::{RolloutStep, RolloutWait};
+use crate::rollout::{RolloutStep, RolloutWait, rolling_out};
 use crate::validate::ValidatedCluster;
 
 /// What the reconcile saw and did, for the status.
@@ -223,7 +223,10 @@ pub fn build_status(
         (None, None) if outcome.membership.is_none() && !formed => {
             Some((reason::MEMBERS_STARTING, "starting the members".to_owned()))
         }
-        (None, None) => outcome.rollout.and_then(|step| rolling_out(cluster, step)),
+        (None, None) => outcome
+            .rollout
+            .and_then(|step| rolling_out(cluster, step))
+            .map(|m| (reason::ROLLING_OUT, m)),
     };
     match progressing {
         Some((reason, message)) => set(condition::PROGRESSING, true, reason, message),
@@ -352,38 +355,6 @@ pub fn build_status(
         conditions,
         upgrade: outcome.upgrade.clone(),
     }
-}
-
-/// Progressing's reason and message while a rollout is under way (`None` once it is done).
-fn rolling_out(cluster: &ValidatedCluster, step: &RolloutStep) -> Option<(&'static str, String)> {
-    let message = match step {
-        RolloutStep::Done => return None,
-        RolloutStep::DeletePod { ordinal } => format!(
-            "restarting {} on the new pod template",
-            cluster.names.member(*ordinal)
-        ),
-        RolloutStep::MoveLeader { from_ordinal, .. } => format!(
-            "moving the leadership off {} before restarting it last",
-            cluster.names.member(*from_ordinal)
-        ),
-        RolloutStep::Stalled { ordinal } => format!(
-            "halted: {} does not become ready on the new pod template",
-            cluster.names.member(*ordinal)
-        ),
-        RolloutStep::Wait(wait) => format!(
-            "rolling out the new pod template: waiting until {}",
-            match wait {
-                RolloutWait::RevisionPending => "the StatefulSet has taken the new template",
-                RolloutWait::PodNotReady => "every member pod is ready",
-                RolloutWait::MemberUnhealthy => "every member answers and a leader is known",
-                RolloutWait::CatchingUp => "every member has caught up with the leader",
-                RolloutWait::VersionSkew => {
-                    "spec.version is at most one minor above the lowest member version (set an intermediate version first)"
-                }
-            }
-        ),
-    };
-    Some((reason::ROLLING_OUT, message))
 }
 
 /// The status of a StoreCluster that failed validation: Degraded `InvalidSpec`, everything
