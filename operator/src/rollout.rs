@@ -83,6 +83,28 @@ pub enum RolloutWait {
     /// The target version is more than one minor above the lowest version a member runs (or
     /// another major): the members would refuse it. Set an intermediate version first.
     VersionSkew,
+    /// The snapshot taken before the first member restarts (backups configured) is running.
+    SnapshotPending,
+    /// That snapshot failed: no member is restarted without one.
+    SnapshotFailed,
+}
+
+/// Whether `step` would start the rollout to `observed`'s current revision: it touches a
+/// member while none runs that revision yet. Backups are taken at that point.
+pub fn starts_rollout(step: &RolloutStep, membership: &Membership, observed: &Observed) -> bool {
+    let touches = matches!(
+        step,
+        RolloutStep::DeletePod { .. } | RolloutStep::MoveLeader { .. }
+    );
+    let Some(revision) = observed.update_revision.as_deref() else {
+        return false;
+    };
+    touches
+        && !membership
+            .members
+            .iter()
+            .filter_map(|m| observed.pods.get(&m.ordinal?))
+            .any(|pod| pod.revision == revision)
 }
 
 /// The cluster version (`major.minor`) a downgrade to `target` needs enabled first, when the spec
@@ -325,6 +347,10 @@ pub fn rolling_out(cluster: &ValidatedCluster, step: &RolloutStep) -> Option<Str
                 RolloutWait::CatchingUp => "every member has caught up with the leader",
                 RolloutWait::VersionSkew => {
                     "spec.version is at most one minor above the lowest member version (set an intermediate version first)"
+                }
+                RolloutWait::SnapshotPending => "the snapshot taken before the rollout is uploaded",
+                RolloutWait::SnapshotFailed => {
+                    "a snapshot before the rollout succeeds (it failed: see status.backup; fix the backups or remove spec.backup)"
                 }
             }
         ),

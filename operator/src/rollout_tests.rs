@@ -312,3 +312,17 @@ fn a_downgrade_enables_the_lower_cluster_version_first_and_skips_are_refused() {
     let done = with_releases(["0.1.3", "0.1.3", "0.1.3"]);
     assert_eq!(downgrade_target("0.1.3", true, &done), None);
 }
+
+#[test]
+fn the_rollout_starts_with_its_first_restart_onto_the_new_revision() {
+    let cluster = membership(1, [50, 50, 50]);
+    let fresh = pods([OLD, OLD, OLD]);
+    let first = plan_rollout(&cluster, &fresh, now(), STALL_AFTER);
+    assert!(starts_rollout(&first, &cluster, &fresh));
+    // Once one member runs the new revision, it has started (a snapshot is not taken again).
+    let going = pods([OLD, OLD, NEW]);
+    let next = plan_rollout(&cluster, &going, now(), STALL_AFTER);
+    assert!(!starts_rollout(&next, &cluster, &going));
+    let done = pods([NEW, NEW, NEW]);
+    assert!(!starts_rollout(&RolloutStep::Done, &cluster, &done));
+}

@@ -62,6 +62,15 @@ pub enum ReconcileError {
     /// Writing a child failed.
     #[error("failed to apply the children")]
     Apply(#[source] ApplyError),
+    /// The snapshot Job before a rollout could not be read or created.
+    #[error("failed to start or read the snapshot Job {job} before the rollout")]
+    Snapshot {
+        /// The Job.
+        job: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
     /// Deleting a member pod (to restart it) failed.
     #[error("failed to restart member pod {pod}")]
     Restart {

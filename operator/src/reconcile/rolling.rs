@@ -4,17 +4,20 @@
 //! the leadership off the last outdated member first).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::events::EventType;
 use oxcd_crds::{StoreCluster, UpgradeStatus};
 
 use super::{Context, ReconcileError};
+use crate::backups::job_finish;
+use crate::build::build_backup_job;
 use crate::members::{Members, Membership};
 use crate::names::Names;
 use crate::rollout::{
     Observed, PodState, RolloutStep, RolloutWait, downgrade_target, plan_rollout, skips_a_minor,
-    upgrade_status,
+    starts_rollout, upgrade_status,
 };
 use crate::validate::ValidatedCluster;
 
@@ -103,7 +106,7 @@ impl Rollout<'_> {
                 )
                 .await;
         }
-        let step = if skips_a_minor(&spec.version, membership) {
+        let mut step = if skips_a_minor(&spec.version, membership) {
             RolloutStep::Wait(RolloutWait::VersionSkew)
         } else {
             plan_rollout(
@@ -113,6 +116,12 @@ impl Rollout<'_> {
                 self.context.settings.rollout_stall_after,
             )
         };
+        if starts_rollout(&step, membership, observed)
+            && let Some(revision) = observed.update_revision.as_deref()
+            && let Some(wait) = self.snapshot_first(revision).await?
+        {
+            step = RolloutStep::Wait(wait);
+        }
         act(
             &step,
             self.cluster,
@@ -136,6 +145,51 @@ impl Rollout<'_> {
             &self.validated.names,
         );
         Ok((step, upgrade))
+    }
+}
+
+impl Rollout<'_> {
+    /// With backups configured, a rollout starts only after a snapshot: an on-demand backup Job
+    /// for the target revision (created once; its name comes from the revision, so a restarted
+    /// operator finds it) must have succeeded. Returns what to wait for, if anything.
+    async fn snapshot_first(&self, revision: &str) -> Result<Option<RolloutWait>, ReconcileError> {
+        let token = format!("before-rollout-{revision}");
+        let Some(job) = build_backup_job(self.validated, &token) else {
+            return Ok(None);
+        };
+        let jobs: Api<Job> =
+            Api::namespaced(self.context.client.clone(), &self.validated.names.namespace);
+        let name = self.validated.names.backup_job(&token);
+        let failed = |source| ReconcileError::Snapshot {
+            job: name.clone(),
+            source,
+        };
+        let existing = jobs.get_opt(&name).await.map_err(failed)?;
+        let Some(existing) = existing else {
+            match jobs.create(&PostParams::default(), &job).await {
+                // Made by a reconcile whose status write did not land.
+                Ok(_) => {}
+                Err(kube::Error::Api(response)) if response.code == 409 => {}
+                Err(source) => return Err(failed(source)),
+            }
+            self.context.metrics.wrote("Job", "create");
+            let note = format!("started backup Job {name}: a snapshot before the rollout");
+            self.context
+                .event(
+                    self.cluster,
+                    EventType::Normal,
+                    "SnapshotBeforeRollout",
+                    "Backup",
+                    note,
+                )
+                .await;
+            return Ok(Some(RolloutWait::SnapshotPending));
+        };
+        Ok(match job_finish(&existing) {
+            None => Some(RolloutWait::SnapshotPending),
+            Some((_, true)) => None,
+            Some((_, false)) => Some(RolloutWait::SnapshotFailed),
+        })
     }
 }
 
