@@ -95,15 +95,15 @@ pub async fn await_ready(
     .await
 }
 
-/// The messages of the Events with `reason` in namespace `ns`, oldest first.
-pub async fn events(client: &Client, ns: &str, reason: &str) -> anyhow::Result<Vec<String>> {
+/// The messages of the Events with one of `reasons` in namespace `ns`, oldest first.
+pub async fn events(client: &Client, ns: &str, reasons: &[&str]) -> anyhow::Result<Vec<String>> {
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     let mut list: Vec<Event> = events
         .list(&ListParams::default())
         .await?
         .items
         .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter(|e| e.reason.as_deref().is_some_and(|r| reasons.contains(&r)))
         .collect();
     list.sort_by_key(|e| {
         e.event_time

@@ -309,7 +309,7 @@ async fn local_keys(client: &Client, ns: &str, pod: &str, prefix: &str) -> anyho
 }
 
 async fn membership_events(client: &Client, ns: &str) -> anyhow::Result<Vec<String>> {
-    store_cluster::events(client, ns, "MembershipChanged").await
+    store_cluster::events(client, ns, &["MembershipChanged"]).await
 }
 
 async fn connects(pods: &Api<Pod>, pod: &str, host: &str, port: u16) -> anyhow::Result<bool> {

@@ -81,7 +81,7 @@ async fn upgrades_roll_followers_first_resume_after_an_operator_restart_and_stal
 async fn shorten_stall(client: &Client) -> anyhow::Result<()> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
     let env = json!({"spec": {"template": {"spec": {"containers": [{
-        "name": "oxcd-operator",
+        "name": "operator",
         "env": [{"name": "OXCD_ROLLOUT_STALL_AFTER_SECONDS", "value": STALL_SECONDS.to_string()}],
     }]}}}});
     deployments
@@ -168,7 +168,7 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
     }
 
     // Followers one at a time, then the leadership handed over, then the old leader.
-    let steps = events(client, ns, "RollingUpdate").await?;
+    let steps = events(client, ns, &["RollingUpdate", "LeaderMoved"]).await?;
     let restarted: Vec<&str> = steps
         .iter()
         .filter_map(|note| note.strip_prefix("restarting "))
@@ -311,7 +311,7 @@ async fn set_version(
 /// Waits until at least `count` Events with `reason` exist.
 async fn await_events(client: &Client, ns: &str, reason: &str, count: usize) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + WAIT;
-    while events(client, ns, reason).await?.len() < count {
+    while events(client, ns, &[reason]).await?.len() < count {
         if tokio::time::Instant::now() > deadline {
             bail!("fewer than {count} {reason} events after {WAIT:?}");
         }

@@ -204,7 +204,9 @@ pub async fn act(
     pods: &Api<Pod>,
     context: &Context,
 ) -> Result<(), ReconcileError> {
-    let (ordinal, note) = match step {
+    // Distinct reasons: Events of one reason about one pod fold into a series, which would hide
+    // the old leader's restart behind its handover.
+    let (ordinal, reason, note) = match step {
         RolloutStep::DeletePod { ordinal } => {
             let pod = validated.names.member(*ordinal);
             match pods.delete(&pod, &DeleteParams::default()).await {
@@ -215,6 +217,7 @@ pub async fn act(
             }
             (
                 *ordinal,
+                "RollingUpdate",
                 format!("restarting {pod} on the new pod template"),
             )
         }
@@ -226,6 +229,7 @@ pub async fn act(
             let from = validated.names.member(*from_ordinal);
             (
                 *from_ordinal,
+                "LeaderMoved",
                 format!("moved the leadership from {from} to {to:x} before restarting {from}"),
             )
         }
@@ -234,7 +238,7 @@ pub async fn act(
     tracing::info!(cluster = %validated.names.cluster, "{note}");
     let pod = validated.names.member(ordinal);
     context
-        .member_event(cluster, &pod, "RollingUpdate", "rollout", note)
+        .member_event(cluster, &pod, reason, "rollout", note)
         .await;
     Ok(())
 }
