@@ -286,11 +286,12 @@ impl StreamTask {
             .filter(|e| !watcher.filtered(e))
             .collect();
         if watcher.prev_kv
-            && let Err(compacted) = attach_prev_kvs(&*self.member.store, &mut matching)
+            && let Err(compacted) = attach_prev_kvs(&*self.member.store, &mut matching, compacted)
         {
-            // A previous value compacted away cannot be sent, and an event without it is one
-            // kube-apiserver refuses ("etcd event received with PrevKv=nil"): the watcher is
-            // cancelled as compacted instead, so the client relists.
+            // A compaction applied during this delivery removed a previous value: the watcher
+            // was behind the compaction (another member compacted first), and an event without
+            // its previous value is one kube-apiserver refuses ("etcd event received with
+            // PrevKv=nil"), so it is cancelled as compacted and the client relists.
             return self.cancel_compacted(id, compacted).await;
         }
         if watcher.synced {

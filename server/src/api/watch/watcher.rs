@@ -91,9 +91,15 @@ impl Watcher {
 }
 
 /// Attaches each non-create event's previous key-value, read at the revision before the event.
-/// Fails with the store's compact revision when a previous value has been compacted away: the
-/// event cannot be sent as asked for.
-pub fn attach_prev_kvs(store: &impl KvRead, events: &mut [Event]) -> Result<(), i64> {
+/// A previous value below `compacted` (the compact revision when this delivery began) is left
+/// out, as etcd leaves it out (an event at the compaction revision itself); one removed by a
+/// compaction that applied during the delivery fails with the new compact revision: the
+/// watcher then had revisions the store no longer has, and must be cancelled as compacted.
+pub fn attach_prev_kvs(
+    store: &impl KvRead,
+    events: &mut [Event],
+    compacted: i64,
+) -> Result<(), i64> {
     for event in events.iter_mut().filter(|e| !is_create(e)) {
         let Some(kv) = &event.kv else { continue };
         let opts = RangeOptions {
@@ -102,7 +108,9 @@ pub fn attach_prev_kvs(store: &impl KvRead, events: &mut [Event]) -> Result<(), 
         };
         match store.range(&kv.key, &RangeEnd::Single, opts) {
             Ok(rr) => event.prev_kv = rr.kvs.into_iter().next(),
-            Err(EtcdError::Compacted) => return Err(store.compact_rev()),
+            Err(EtcdError::Compacted) if store.compact_rev() > compacted => {
+                return Err(store.compact_rev());
+            }
             // Any other failure leaves the event as etcd would: without its previous value.
             Err(_) => {}
         }
@@ -247,7 +255,7 @@ mod tests {
     fn previous_values_come_from_the_revision_before_each_event() {
         let mut events = vec![update(2), update(5), update(6)];
         assert_eq!(
-            attach_prev_kvs(&History { compacted: 4 }, &mut events),
+            attach_prev_kvs(&History { compacted: 4 }, &mut events, 4),
             Ok(())
         );
         // The create has no previous value; the updates carry the value one revision earlier.
@@ -263,11 +271,23 @@ mod tests {
     }
 
     #[test]
-    fn a_compacted_previous_value_fails_with_the_compact_revision_instead_of_a_nil_prev_kv() {
+    fn a_previous_value_compacted_during_the_delivery_fails_with_the_compact_revision() {
         let mut events = vec![update(5), update(8)];
         assert_eq!(
-            attach_prev_kvs(&History { compacted: 7 }, &mut events),
+            attach_prev_kvs(&History { compacted: 7 }, &mut events, 3),
             Err(7)
         );
+    }
+
+    #[test]
+    fn a_previous_value_compacted_before_the_delivery_is_left_out_as_etcd_does() {
+        // Watching from the compaction revision: the event there has its previous value below.
+        let mut events = vec![update(7), update(8)];
+        assert_eq!(
+            attach_prev_kvs(&History { compacted: 7 }, &mut events, 7),
+            Ok(())
+        );
+        assert!(events[0].prev_kv.is_none());
+        assert!(events[1].prev_kv.is_some());
     }
 }
