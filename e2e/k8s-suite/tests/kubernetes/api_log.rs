@@ -31,6 +31,10 @@ const EXPECTED: &[&str] = &["required revision has been compacted"];
 /// forbidden).
 const CAUSED_BY_COMPACTION: &[&str] = &["The resourceVersion for the provided list is too old"];
 
+/// Lines of kube-apiserver closing one of its own storage clients (its etcd client retries a
+/// request on a connection it is shutting down): no request reached the storage.
+const CLIENT_CLOSING: &[&str] = &["grpc: the client connection is closing"];
+
 pub async fn run(cp: &ControlPlane) -> Result<()> {
     let log = cp.apiserver_log().await?;
     // The watch check's compaction shows in this log: proof that it is the right log, read whole.
@@ -45,6 +49,7 @@ pub async fn run(cp: &ControlPlane) -> Result<()> {
             !EXPECTED
                 .iter()
                 .chain(CAUSED_BY_COMPACTION)
+                .chain(CLIENT_CLOSING)
                 .any(|e| l.contains(e))
         })
         .take(20)
