@@ -95,6 +95,33 @@ pub async fn await_ready(
     .await
 }
 
+/// Creates StoreCluster `name` (`replicas` members of `version`, small volumes, a NetworkPolicy
+/// that admits kube-apiserver-labelled pods of this namespace) and waits until it is ready.
+pub async fn create_ready(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    version: &str,
+    replicas: usize,
+) -> anyhow::Result<DynamicObject> {
+    let manifest: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "oxcd.io/v1alpha1",
+        "kind": "StoreCluster",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "version": version,
+            "storage": {"size": "256Mi"},
+            // kube-apiserver-shaped clients of this namespace (the default is kube-system's).
+            "networkPolicy": {"apiServer": {"podSelector": {"matchLabels": {"component": "kube-apiserver"}}}},
+        },
+    }))?;
+    store_clusters(client, ns)
+        .create(&kube::api::PostParams::default(), &manifest)
+        .await?;
+    await_ready(client, ns, name, replicas).await
+}
+
 /// The messages of the Events with one of `reasons` in namespace `ns`, oldest first.
 pub async fn events(client: &Client, ns: &str, reasons: &[&str]) -> anyhow::Result<Vec<String>> {
     let events: Api<Event> = Api::namespaced(client.clone(), ns);

@@ -44,20 +44,7 @@ async fn store_cluster_forms_survives_pod_loss_enforces_policy_and_scales() -> a
 
 async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
     let clusters = store_clusters(client, ns);
-    let manifest: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "oxcd.io/v1alpha1",
-        "kind": "StoreCluster",
-        "metadata": {"name": CLUSTER},
-        "spec": {
-            "replicas": 3,
-            "version": "0.1.0",
-            "storage": {"size": "256Mi"},
-            // kube-apiserver-shaped clients of this namespace (the default is kube-system's).
-            "networkPolicy": {"apiServer": {"podSelector": {"matchLabels": {"component": "kube-apiserver"}}}},
-        },
-    }))?;
-    clusters.create(&PostParams::default(), &manifest).await?;
-    let formed = await_ready(client, ns, CLUSTER, 3).await?;
+    let formed = store_cluster::create_ready(client, ns, CLUSTER, "0.1.0", 3).await?;
     let leader = formed.data["status"]["leader"]
         .as_str()
         .unwrap_or_default()

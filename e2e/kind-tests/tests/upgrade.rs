@@ -23,7 +23,8 @@ use oxcd_kind_tests::operator::{
     MemberClient, OPERATOR_NAMESPACE, install_operator, uninstall_operator,
 };
 use oxcd_kind_tests::store_cluster::{
-    await_ready, await_store_cluster, condition_reason, condition_true, events, store_clusters,
+    self, await_ready, await_store_cluster, condition_reason, condition_true, events,
+    store_clusters,
 };
 use oxcd_kind_tests::{
     await_condition, deployment_available, exec, kind_client, pod_running, with_temp_ns,
@@ -105,19 +106,7 @@ async fn shorten_stall(client: &Client) -> anyhow::Result<()> {
 async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
     let v = versions()?;
     let clusters = store_clusters(client, ns);
-    let manifest: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "oxcd.io/v1alpha1",
-        "kind": "StoreCluster",
-        "metadata": {"name": CLUSTER},
-        "spec": {
-            "replicas": 3,
-            "version": v.from,
-            "storage": {"size": "256Mi"},
-            "networkPolicy": {"apiServer": {"podSelector": {"matchLabels": {"component": "kube-apiserver"}}}},
-        },
-    }))?;
-    clusters.create(&PostParams::default(), &manifest).await?;
-    let formed = await_ready(client, ns, CLUSTER, 3).await?;
+    let formed = store_cluster::create_ready(client, ns, CLUSTER, &v.from, 3).await?;
     let first_leader = formed.data["status"]["leader"]
         .as_str()
         .unwrap_or_default()
