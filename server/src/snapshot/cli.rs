@@ -17,6 +17,7 @@ use super::s3::cli::{
     run_restore, run_upload, runtime,
 };
 use super::s3::client::S3Args;
+use super::s3::drill::{DrillArgs, run_drill};
 use super::status::{OutputFormat, render, status};
 use crate::error::chain;
 use crate::proto::etcdserverpb::SnapshotRequest;
@@ -60,6 +61,9 @@ pub enum SnapshotCommand {
     Download(DownloadArgs),
     /// Deletes old snapshots in S3 (oldest first, never the newest).
     Prune(PruneArgs),
+    /// Restores a snapshot from S3 into an ephemeral member and checks its revision and
+    /// HashKV against what the upload recorded.
+    Drill(DrillArgs),
 }
 
 /// Flags of `oxcd snapshot save`.
@@ -292,16 +296,16 @@ pub fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
         }
         SnapshotCommand::Restore(args) => run_restore(args),
         SnapshotCommand::Upload(args) => {
-            let file = args.result_file.clone();
-            json_result(file.as_deref(), |rt| rt.block_on(run_upload(&args)))
+            json_result(&args.result_file, |rt| rt.block_on(run_upload(&args)))
         }
         SnapshotCommand::Download(args) => {
-            let file = args.result_file.clone();
-            json_result(file.as_deref(), |rt| rt.block_on(run_download(&args)))
+            json_result(&args.result_file, |rt| rt.block_on(run_download(&args)))
         }
         SnapshotCommand::Prune(args) => {
-            let file = args.result_file.clone();
-            json_result(file.as_deref(), |rt| rt.block_on(run_prune(&args)))
+            json_result(&args.result_file, |rt| rt.block_on(run_prune(&args)))
+        }
+        SnapshotCommand::Drill(args) => {
+            json_result(&args.result_file, |rt| rt.block_on(run_drill(&args)))
         }
         SnapshotCommand::Status(args) => match status(&args.filename) {
             Err(e) => fail(EXIT_ERROR, &e),

@@ -11,7 +11,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use super::cli::parse_timeout;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use crate::proto::etcdserverpb::{SnapshotRequest, SnapshotResponse};
+use crate::proto::etcdserverpb::{HashKvRequest, SnapshotRequest, SnapshotResponse};
 
 /// First pause before another round of connection attempts.
 const RETRY_FIRST_PAUSE: Duration = Duration::from_millis(100);
@@ -102,6 +102,8 @@ pub struct SnapshotStream {
     pub endpoint: String,
     /// The messages (chunks, then the SHA-256 trailer).
     pub stream: Streaming<SnapshotResponse>,
+    /// The connection to the member, for calls about the same snapshot (HashKV).
+    pub channel: Channel,
 }
 
 impl SnapshotStream {
@@ -115,6 +117,20 @@ impl SnapshotStream {
                 source,
             }),
         }
+    }
+
+    /// The member's HashKV at `revision`: the hash and the compaction revision it covers.
+    pub async fn hash_kv(&self, revision: i64) -> Result<(u32, i64), MemberError> {
+        let mut client = MaintenanceClient::new(self.channel.clone());
+        let response = client
+            .hash_kv(HashKvRequest { revision })
+            .await
+            .map_err(|source| MemberError::Rpc {
+                endpoint: self.endpoint.clone(),
+                source,
+            })?
+            .into_inner();
+        Ok((response.hash, response.compact_revision))
     }
 }
 
@@ -210,12 +226,14 @@ impl MemberArgs {
                     continue;
                 }
             };
-            let mut client = MaintenanceClient::new(channel).max_decoding_message_size(usize::MAX);
+            let mut client =
+                MaintenanceClient::new(channel.clone()).max_decoding_message_size(usize::MAX);
             match client.snapshot(SnapshotRequest {}).await {
                 Ok(response) => {
                     return Ok(SnapshotStream {
                         endpoint: url,
                         stream: response.into_inner(),
+                        channel,
                     });
                 }
                 Err(source) => {

@@ -1,6 +1,6 @@
 //! Snapshots of a member's store: the file format, the Snapshot RPC's streaming, the
 //! `oxcd snapshot save|restore|status` commands, and snapshots in S3 ([`s3`]:
-//! `upload|download|prune`, restore from S3).
+//! `upload|download|prune|drill`, restore from S3; the drill starts an [`ephemeral`] member).
 //!
 //! A snapshot is a point-in-time copy of the MVCC keyspace (revision records, leases, alarms and
 //! the revision and compaction markers) without Raft's own records, so it can seed a new
@@ -8,6 +8,7 @@
 //! (512-byte blocks, SHA-256 trailer) so etcdctl's `snapshot save` works against oxcd.
 
 pub mod cli;
+pub mod ephemeral;
 pub mod export;
 pub mod format;
 pub mod member;

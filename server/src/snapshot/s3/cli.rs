@@ -45,9 +45,9 @@ pub struct UploadArgs {
     /// Largest object published with one CopyObject (above: a multipart copy).
     #[arg(long, default_value_t = MAX_SINGLE_COPY, hide = true)]
     pub max_single_copy: u64,
-    /// Also write the JSON result line to this file.
-    #[arg(long, env = "OXCD_RESULT_FILE")]
-    pub result_file: Option<PathBuf>,
+    /// Also write the JSON result line to these files (repeat the flag, or comma-separated).
+    #[arg(long, env = "OXCD_RESULT_FILE", value_delimiter = ',')]
+    pub result_file: Vec<PathBuf>,
 }
 
 /// Which object: `--s3-key` or `--s3-latest`.
@@ -84,9 +84,9 @@ pub struct DownloadArgs {
     /// Where it is.
     #[command(flatten)]
     pub s3: S3Args,
-    /// Also write the JSON result line to this file.
-    #[arg(long, env = "OXCD_RESULT_FILE")]
-    pub result_file: Option<PathBuf>,
+    /// Also write the JSON result line to these files (repeat the flag, or comma-separated).
+    #[arg(long, env = "OXCD_RESULT_FILE", value_delimiter = ',')]
+    pub result_file: Vec<PathBuf>,
 }
 
 /// Flags of `oxcd snapshot prune`.
@@ -104,9 +104,9 @@ pub struct PruneArgs {
     /// Only print what would be deleted.
     #[arg(long)]
     pub dry_run: bool,
-    /// Also write the JSON result line to this file.
-    #[arg(long, env = "OXCD_RESULT_FILE")]
-    pub result_file: Option<PathBuf>,
+    /// Also write the JSON result line to these files (repeat the flag, or comma-separated).
+    #[arg(long, env = "OXCD_RESULT_FILE", value_delimiter = ',')]
+    pub result_file: Vec<PathBuf>,
 }
 
 /// Why an S3 subcommand failed.
@@ -124,6 +124,9 @@ pub enum S3CliError {
     /// Prune failed.
     #[error("failed to apply the retention")]
     Prune(#[from] PruneError),
+    /// The restore drill failed.
+    #[error("the restore drill failed")]
+    Drill(#[source] Box<super::drill::DrillError>),
     /// Neither --s3-key nor --s3-latest.
     #[error("failed to pick an object: give --s3-key KEY or --s3-latest")]
     NoObject,
@@ -147,10 +150,16 @@ pub enum S3CliError {
     },
 }
 
-/// Prints the JSON `line` and writes it to `file` if given.
-pub fn report(line: &str, file: Option<&Path>) -> Result<(), S3CliError> {
+impl From<super::drill::DrillError> for S3CliError {
+    fn from(error: super::drill::DrillError) -> Self {
+        Self::Drill(Box::new(error))
+    }
+}
+
+/// Prints the JSON `line` and writes it to each of `files`.
+pub fn report(line: &str, files: &[PathBuf]) -> Result<(), S3CliError> {
     println!("{line}");
-    if let Some(path) = file {
+    for path in files {
         std::fs::write(path, format!("{line}\n")).map_err(|source| S3CliError::Result {
             path: path.to_path_buf(),
             source,
@@ -220,10 +229,10 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Runs an S3 subcommand: its result as one JSON line (stdout and `file`), or the error on
-/// stderr (and as `{"error": ...}` in `file`) with exit code 1.
+/// Runs an S3 subcommand: its result as one JSON line (stdout and `files`), or the error on
+/// stderr (and as `{"error": ...}` in `files`) with exit code 1.
 pub fn json_result<T: serde::Serialize>(
-    file: Option<&Path>,
+    files: &[PathBuf],
     work: impl FnOnce(&tokio::runtime::Runtime) -> Result<T, S3CliError>,
 ) -> ExitCode {
     let outcome = runtime()
@@ -231,12 +240,12 @@ pub fn json_result<T: serde::Serialize>(
         .and_then(|rt| work(&rt).map_err(|e| chain(&e)))
         .and_then(|value| serde_json::to_string(&value).map_err(|e| chain(&e)));
     match outcome {
-        Ok(line) => match report(&line, file) {
+        Ok(line) => match report(&line, files) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(EXIT_ERROR, &e),
         },
         Err(message) => {
-            if let Some(path) = file {
+            for path in files {
                 let _ = std::fs::write(path, format!("{}\n", error_line(&message)));
             }
             eprintln!("Error: {message}");

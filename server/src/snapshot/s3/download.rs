@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::client::{S3CallError, S3Target};
 use super::objects::{
-    META_COMPRESSION, META_REVISION, META_SHA256, META_SIZE, ObjectsError, latest,
+    META_COMPRESSION, META_HASH_KV, META_REVISION, META_SHA256, META_SIZE, ObjectsError, latest,
 };
 use super::sse;
 use crate::snapshot::format::{Image, SnapshotError, hex};
@@ -38,6 +38,8 @@ pub struct Downloaded {
     pub size: u64,
     /// The object's SHA-256 (hex).
     pub sha256: String,
+    /// The source member's HashKV at `revision`, when the upload recorded it.
+    pub hash_kv: Option<u32>,
     /// Where the snapshot file is.
     pub path: PathBuf,
 }
@@ -200,6 +202,10 @@ pub async fn download(
         .get(META_REVISION)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| field(META_REVISION))?;
+    let hash_kv: Option<u32> = match meta.get(META_HASH_KV) {
+        None => None,
+        Some(s) => Some(s.parse().map_err(|_| field(META_HASH_KV))?),
+    };
     let gzip = match meta.get(META_COMPRESSION).map(String::as_str) {
         None | Some("none") => false,
         Some("gzip") => true,
@@ -271,6 +277,7 @@ pub async fn download(
         revision: image.header.revision,
         size,
         sha256,
+        hash_kv,
         path: path.to_path_buf(),
     })
 }

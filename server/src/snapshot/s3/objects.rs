@@ -20,6 +20,9 @@ pub const META_REVISION: &str = "oxcd-revision";
 pub const META_COMPRESSION: &str = "oxcd-compression";
 /// Metadata key: the size of the snapshot file itself (after decompression).
 pub const META_SNAPSHOT_SIZE: &str = "oxcd-snapshot-size";
+/// Metadata key: the member's HashKV (decimal) at the snapshot's revision, which a restore
+/// of the snapshot must reproduce; absent when a compaction ran before it could be taken.
+pub const META_HASH_KV: &str = "oxcd-hashkv";
 /// Folder under the prefix where uploads are staged until complete.
 pub const INCOMING: &str = ".incoming";
 const SUFFIX: &str = ".snapshot";

@@ -6,7 +6,9 @@
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 
 use super::client::{S3CallError, S3Target};
-use super::objects::{META_COMPRESSION, META_REVISION, META_SHA256, META_SIZE, META_SNAPSHOT_SIZE};
+use super::objects::{
+    META_COMPRESSION, META_HASH_KV, META_REVISION, META_SHA256, META_SIZE, META_SNAPSHOT_SIZE,
+};
 use super::sse;
 use super::upload::{MIN_PART_SIZE, UploadOptions, Uploaded};
 
@@ -27,13 +29,16 @@ pub async fn publish(
     opts: &UploadOptions,
 ) -> Result<(), PublishError> {
     let source = format!("{}/{}", target.bucket, staging);
-    let meta = [
+    let mut meta = vec![
         (META_SHA256, up.sha256.clone()),
         (META_SIZE, up.size.to_string()),
         (META_REVISION, up.revision.to_string()),
         (META_COMPRESSION, up.compression.to_string()),
         (META_SNAPSHOT_SIZE, up.snapshot_size.to_string()),
     ];
+    if let Some(hash) = up.hash_kv {
+        meta.push((META_HASH_KV, hash.to_string()));
+    }
     if up.size <= opts.max_single_copy {
         let mut copy = target
             .client

@@ -61,6 +61,11 @@ pub struct Uploaded {
     pub parts: usize,
     /// The member it came from.
     pub member: String,
+    /// The member's HashKV at `revision`, taken right after the snapshot; `None` when it no
+    /// longer described the snapshot (a compaction ran in between) or could not be read.
+    pub hash_kv: Option<u32>,
+    /// The compaction revision of the snapshot (-1 before any compaction).
+    pub compact_revision: i64,
 }
 
 /// Why an upload failed (the upload was aborted; nothing is listed).
@@ -153,9 +158,42 @@ async fn read_header(stream: &mut SnapshotStream) -> Result<(i64, Vec<u8>), Uplo
     if &head[..MAGIC.len()] != MAGIC {
         return Err(not("no OXCDSNAP header"));
     }
-    let mut revision = [0u8; 8];
-    revision.copy_from_slice(&head[12..20]);
-    Ok((i64::from_be_bytes(revision), head))
+    Ok((header_i64(&head, 12), head))
+}
+
+/// The big-endian i64 at `at` of a header at least [`HEADER_LEN`] long.
+fn header_i64(head: &[u8], at: usize) -> i64 {
+    let mut field = [0u8; 8];
+    if let Some(bytes) = head.get(at..at + 8) {
+        field.copy_from_slice(bytes);
+    }
+    i64::from_be_bytes(field)
+}
+
+/// The member's HashKV at the snapshot's revision, if it still describes the snapshot: the
+/// restore drill compares a restored member's HashKV against it. A compaction between the
+/// snapshot and this call changes what the hash covers, so that hash is not recorded.
+async fn snapshot_hash(
+    stream: &SnapshotStream,
+    revision: i64,
+    compact_revision: i64,
+) -> Option<u32> {
+    match stream.hash_kv(revision).await {
+        Ok((hash, compacted)) if compacted == compact_revision => Some(hash),
+        Ok((_, compacted)) => {
+            tracing::warn!(
+                revision,
+                compact_revision,
+                compacted,
+                "a compaction ran after the snapshot: its HashKV is not recorded"
+            );
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, revision, "no HashKV recorded for the snapshot");
+            None
+        }
+    }
 }
 
 /// The multipart upload to the staging key, fed part by part.
@@ -220,6 +258,7 @@ pub async fn upload(
         });
     }
     let (revision, head) = read_header(&mut stream).await?;
+    let compact_revision = header_i64(&head, 20);
     let key = snapshot_key(&target.prefix, SystemTime::now(), revision, opts.gzip);
     let name = key.rsplit('/').next().unwrap_or(&key);
     let nonce = format!(
@@ -272,6 +311,7 @@ pub async fn upload(
             return Err(e);
         }
     };
+    let hash_kv = snapshot_hash(&stream, revision, compact_revision).await;
     let result = Uploaded {
         bucket: target.bucket.clone(),
         key: key.clone(),
@@ -282,6 +322,8 @@ pub async fn upload(
         compression: if opts.gzip { "gzip" } else { "none" },
         parts: parts.done.len(),
         member: stream.endpoint.clone(),
+        hash_kv,
+        compact_revision,
     };
     let published = publish(target, &staging, &result, opts).await;
     let _ = target
