@@ -166,4 +166,44 @@ pub struct BackupStatus {
     /// The last `oxcd.io/backup-now` token a Job was created for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_demand_token: Option<String>,
+    /// The last restore drill: each backup Job restores the snapshot it uploaded into an
+    /// ephemeral member and compares revision and HashKV with the source member's before the
+    /// retention may delete older snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<DrillStatus>,
+}
+
+/// The outcome of a restore drill.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillStatus {
+    /// When the backup Job that ran it finished.
+    pub time: Time,
+    /// `Passed` or `Failed`.
+    pub result: DrillResult,
+    /// The snapshot drilled, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The revision the restored member served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// The restored member's HashKV at that revision.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "hashKV")]
+    pub hash_kv: Option<i64>,
+    /// Whether the HashKV was compared with the source member's (it is not when a compaction
+    /// ran between the snapshot and the hash; the revision always is).
+    #[serde(default)]
+    pub hash_compared: bool,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Result of a restore drill.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrillResult {
+    /// The snapshot restored to the recorded revision and HashKV.
+    Passed,
+    /// It did not restore, or not to what was recorded.
+    Failed,
 }

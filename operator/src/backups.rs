@@ -1,15 +1,16 @@
 //! What the backup Jobs say, as `status.backup`: a finished Job is read once (its finish time
 //! and name order them), its pod's `upload` termination message gives the snapshot's key,
-//! revision, size and SHA-256 or the error, and failures count up until the next success.
+//! revision, size and SHA-256 or the error, the `drill` one whether that snapshot restored to
+//! the recorded revision and HashKV, and failures count up until the next success.
 //! Pure: the reconcile lists the Jobs and pods and writes the result.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use oxcd_crds::BackupStatus;
+use oxcd_crds::{BackupStatus, DrillResult, DrillStatus};
 use serde::Deserialize;
 
-use crate::build::backup::UPLOAD_CONTAINER;
+use crate::build::backup::{DRILL_CONTAINER, UPLOAD_CONTAINER};
 
 /// Consecutive failed backups from which the cluster is Degraded (`BackupFailing`): one
 /// failure may be a member restarting; three in a row is something an operator must fix.
@@ -30,6 +31,28 @@ pub struct Uploaded {
     pub sha256: String,
 }
 
+/// A restore drill that passed, as `oxcd snapshot drill` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Drilled {
+    /// Object key.
+    pub key: String,
+    /// The revision the restored member served.
+    pub revision: i64,
+    /// Its HashKV at that revision.
+    pub hash_kv: u32,
+    /// Whether the HashKV was compared with the source member's.
+    pub hash_compared: bool,
+}
+
+/// What the drill of a finished backup came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Drill {
+    /// The snapshot restored to what was recorded.
+    Passed(Drilled),
+    /// It did not: why.
+    Failed(String),
+}
+
 /// A backup Job that finished, as the status needs it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FinishedBackup {
@@ -39,6 +62,8 @@ pub struct FinishedBackup {
     pub finished: Time,
     /// The snapshot, when the upload succeeded (even if the retention then failed).
     pub uploaded: Option<Uploaded>,
+    /// The restore drill, when it ran.
+    pub drill: Option<Drill>,
     /// Why the Job failed, when it did.
     pub error: Option<String>,
 }
@@ -106,6 +131,13 @@ pub fn finished_backup(job: &Job, pods: &[Pod]) -> Option<FinishedBackup> {
         let (code, message) = terminated(pod, UPLOAD_CONTAINER)?;
         (code == 0).then(|| serde_json::from_str::<Uploaded>(message.trim()).ok())?
     });
+    let drill = pods.iter().rev().find_map(|pod| {
+        let (code, message) = terminated(pod, DRILL_CONTAINER)?;
+        Some(match serde_json::from_str::<Drilled>(message.trim()) {
+            Ok(drilled) if code == 0 => Drill::Passed(drilled),
+            _ => Drill::Failed(message_error(&message)),
+        })
+    });
     let error = (!succeeded).then(|| {
         let from_pod = pods.iter().rev().find_map(|pod| {
             let status = pod.status.as_ref()?;
@@ -127,6 +159,7 @@ pub fn finished_backup(job: &Job, pods: &[Pod]) -> Option<FinishedBackup> {
         job: name,
         finished,
         uploaded,
+        drill,
         error,
     })
 }
@@ -158,6 +191,31 @@ pub fn fold(previous: Option<&BackupStatus>, mut finished: Vec<FinishedBackup>) 
             status.revision = Some(uploaded.revision);
             status.size = Some(uploaded.size);
             status.sha256 = Some(uploaded.sha256);
+        }
+        match backup.drill {
+            Some(Drill::Passed(drilled)) => {
+                status.last_drill = Some(DrillStatus {
+                    time: backup.finished.clone(),
+                    result: DrillResult::Passed,
+                    key: Some(drilled.key),
+                    revision: Some(drilled.revision),
+                    hash_kv: Some(i64::from(drilled.hash_kv)),
+                    hash_compared: drilled.hash_compared,
+                    message: None,
+                });
+            }
+            Some(Drill::Failed(message)) => {
+                status.last_drill = Some(DrillStatus {
+                    time: backup.finished.clone(),
+                    result: DrillResult::Failed,
+                    key: status.last_key.clone(),
+                    revision: None,
+                    hash_kv: None,
+                    hash_compared: false,
+                    message: Some(message),
+                });
+            }
+            None => {}
         }
         match backup.error {
             Some(error) => {

@@ -40,7 +40,13 @@ status:
       terminated:
         exitCode: 0
         message: |
-          {"bucket":"snapshots","key":"prod/demo/snap-20261124T100001Z-rev000042.db","revision":42,"size":20480,"sha256":"ab12","snapshot_size":20480,"compression":"none","parts":1,"member":"https://demo-0"}
+          {"bucket":"snapshots","key":"prod/demo/snap-20261124T100001Z-rev000042.db","revision":42,"size":20480,"sha256":"ab12","snapshot_size":20480,"compression":"none","parts":1,"member":"https://demo-0","hash_kv":3735928559,"compact_revision":-1}
+  - name: drill
+    state:
+      terminated:
+        exitCode: 0
+        message: |
+          {"key":"prod/demo/snap-20261124T100001Z-rev000042.db","revision":42,"hash_kv":3735928559,"hash_compared":true,"compact_revision":-1}
   containerStatuses:
   - name: prune
     state: {terminated: {exitCode: 0, message: '{"deleted":[],"kept":[]}'}}
@@ -69,10 +75,53 @@ fn a_complete_job_reports_the_uploaded_snapshot_from_the_termination_message() {
         finished_backup(&job(COMPLETE), &[pod(UPLOADED_POD)]).unwrap_or_else(|| panic!("finished"));
     assert_eq!(backup.job, "demo-backup-29000000");
     assert_eq!(backup.error, None);
-    let uploaded = backup.uploaded.unwrap_or_else(|| panic!("uploaded"));
+    let uploaded = backup
+        .uploaded
+        .clone()
+        .unwrap_or_else(|| panic!("uploaded"));
     assert_eq!(uploaded.key, "prod/demo/snap-20261124T100001Z-rev000042.db");
     assert_eq!((uploaded.revision, uploaded.size), (42, 20480));
     assert_eq!(backup.finished.0.to_string(), "2026-11-24T10:00:06Z");
+    let Some(Drill::Passed(drilled)) = backup.drill.clone() else {
+        panic!("drill: {:?}", backup.drill)
+    };
+    assert_eq!((drilled.revision, drilled.hash_kv), (42, 3_735_928_559));
+    let status = fold(None, vec![backup]);
+    let drill = status.last_drill.unwrap_or_else(|| panic!("last drill"));
+    assert_eq!(drill.result, DrillResult::Passed);
+    assert_eq!(drill.hash_kv, Some(3_735_928_559));
+    assert!(drill.hash_compared);
+    assert_eq!(drill.time.0.to_string(), "2026-11-24T10:00:06Z");
+}
+
+#[test]
+fn a_failed_drill_fails_the_backup_and_says_why_in_the_drill_status() {
+    let message = "the restore drill failed: restore drill of k failed: HashKV at revision 42 is 1 after the restore, the backup recorded 2";
+    let drill_line = r#"exitCode: 0
+        message: |
+          {"key":"prod/demo/snap-20261124T100001Z-rev000042.db","revision":42,"hash_kv":3735928559,"hash_compared":true,"compact_revision":-1}"#;
+    assert!(UPLOADED_POD.contains(drill_line));
+    let pod = pod(&UPLOADED_POD.replace(
+        drill_line,
+        &format!(
+            r#"exitCode: 1
+        message: |
+          {{"error":"{message}"}}"#
+        ),
+    ));
+    let backup = finished_backup(&job(FAILED), &[pod]).unwrap_or_else(|| panic!("finished"));
+    assert!(backup.uploaded.is_some());
+    assert_eq!(backup.error.as_deref(), Some(message));
+    assert_eq!(backup.drill, Some(Drill::Failed(message.to_owned())));
+    let status = fold(None, vec![backup]);
+    assert_eq!(status.consecutive_failures, 1);
+    let drill = status.last_drill.unwrap_or_else(|| panic!("last drill"));
+    assert_eq!(drill.result, DrillResult::Failed);
+    assert_eq!(drill.message.as_deref(), Some(message));
+    assert_eq!(
+        drill.key.as_deref(),
+        Some("prod/demo/snap-20261124T100001Z-rev000042.db")
+    );
 }
 
 #[test]
@@ -131,6 +180,7 @@ fn finished(job: &str, second: i64, ok: bool) -> FinishedBackup {
             size: 10,
             sha256: "ab".to_owned(),
         }),
+        drill: None,
         error: (!ok).then(|| format!("{job} failed")),
     }
 }

@@ -1,6 +1,7 @@
 //! Scheduled backups on kind with real oxcd pods and the in-cluster S3 server: keys written to a
 //! StoreCluster are in the snapshot its CronJob uploads (its revision covers them), the object in
-//! S3 has the size and SHA-256 that `status.backup` reports, the `oxcd.io/backup-now`
+//! S3 has the size and SHA-256 that `status.backup` reports, the backup pod's restore drill
+//! restored it into an ephemeral member at the same revision, the `oxcd.io/backup-now`
 //! annotation runs exactly one more backup, and the cluster is not Degraded.
 //! The backup pod reaches the members through the operator's NetworkPolicy (enforced here by
 //! kube-router) with the operator's client certificate.
@@ -128,6 +129,17 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
         backup["sha256"].as_str() == Some(sha256.as_str()),
         "status says sha256 {}, the object's is {sha256}",
         backup["sha256"]
+    );
+
+    // The Job restored what it uploaded into an ephemeral member before anything else.
+    let drill = &backup["lastDrill"];
+    ensure!(
+        drill["result"] == "Passed" && drill["key"].as_str() == Some(key),
+        "the restore drill of {key} did not pass: {drill}"
+    );
+    ensure!(
+        drill["revision"] == backup["revision"] && drill["hashKV"].as_i64().is_some(),
+        "the drill restored another revision, or no HashKV: {drill}"
     );
 
     // On demand: the annotation runs one more backup, recorded in the status.

@@ -1,9 +1,11 @@
 //! The backup CronJob (from `spec.backup`) and the on-demand backup Job (from the
 //! `oxcd.io/backup-now` annotation), both from one Job template. The image has no shell, so the
-//! pod runs `oxcd` twice: the init container `upload` streams a member's snapshot into S3 and
-//! writes its JSON result (key, revision, size, SHA-256, or the error) to its termination
-//! message, where the operator reads it; then the container `prune` applies the retention, so
-//! retention only ever runs after a successful upload.
+//! pod runs `oxcd` up to three times: the init container `upload` streams a member's snapshot
+//! into S3 and writes its JSON result (key, revision, size, SHA-256, HashKV, or the error) to
+//! its termination message, where the operator reads it, and to the pod's scratch volume; the
+//! restore drill `drill` reads the key there, restores the snapshot into an ephemeral member
+//! and checks its revision and HashKV; then the container `prune` applies the retention, so
+//! older snapshots are only ever deleted once a newer one has been proven to restore.
 
 use std::collections::BTreeMap;
 
@@ -25,8 +27,12 @@ use crate::validate::ValidatedCluster;
 
 /// Name of the init container that uploads the snapshot.
 pub const UPLOAD_CONTAINER: &str = "upload";
+/// Name of the container that restores the uploaded snapshot into an ephemeral member.
+pub const DRILL_CONTAINER: &str = "drill";
 /// Name of the container that applies the retention.
 pub const PRUNE_CONTAINER: &str = "prune";
+/// The upload's result on the scratch volume, where the drill finds the key.
+const UPLOAD_RESULT: &str = "/tmp/oxcd-upload.json";
 /// Where `oxcd snapshot upload|prune` write their JSON result: the termination message, which
 /// the kubelet copies into the pod's status.
 pub const RESULT_FILE: &str = "/dev/termination-log";
@@ -193,14 +199,30 @@ fn prune_args(backup: &BackupSpec) -> Vec<String> {
 /// The Job every backup runs, labelled `kind` (`scheduled` or `on-demand`).
 fn job_spec(cluster: &ValidatedCluster, backup: &BackupSpec, kind: &str) -> JobSpec {
     let (volumes, mounts) = volumes(cluster, backup);
-    let upload_args = ["snapshot", "upload", "--result-file", RESULT_FILE]
-        .map(str::to_owned)
-        .to_vec();
+    let upload_args = vec![
+        "snapshot".to_owned(),
+        "upload".to_owned(),
+        "--result-file".to_owned(),
+        format!("{RESULT_FILE},{UPLOAD_RESULT}"),
+    ];
+    let drill_args = [
+        "snapshot",
+        "drill",
+        "--upload-result",
+        UPLOAD_RESULT,
+        "--work-dir",
+        "/tmp",
+        "--result-file",
+        RESULT_FILE,
+    ]
+    .map(str::to_owned)
+    .to_vec();
     let upload = container(cluster, backup, UPLOAD_CONTAINER, upload_args, &mounts);
-    // Without a retention nothing runs after the upload: it is the pod's main container.
+    let drill = container(cluster, backup, DRILL_CONTAINER, drill_args, &mounts);
+    // Without a retention nothing runs after the drill: it is the pod's main container.
     let (init, main) = match &backup.retention {
         Some(_) => (
-            Some(vec![upload]),
+            vec![upload, drill],
             container(
                 cluster,
                 backup,
@@ -209,24 +231,27 @@ fn job_spec(cluster: &ValidatedCluster, backup: &BackupSpec, kind: &str) -> JobS
                 &mounts,
             ),
         ),
-        None => (None, upload),
+        None => (vec![upload], drill),
     };
+    // A failed drill or prune must not upload the snapshot again: the Job fails at once, and
+    // the status reports the uploaded snapshot and the drill's or the retention's error.
+    let fail_job_on = |container: &str| PodFailurePolicyRule {
+        action: "FailJob".to_owned(),
+        on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+            container_name: Some(container.to_owned()),
+            operator: "NotIn".to_owned(),
+            values: vec![0],
+        }),
+        ..PodFailurePolicyRule::default()
+    };
+    let mut rules = vec![fail_job_on(DRILL_CONTAINER)];
+    if backup.retention.is_some() {
+        rules.push(fail_job_on(PRUNE_CONTAINER));
+    }
     JobSpec {
         backoff_limit: Some(BACKOFF_LIMIT),
         active_deadline_seconds: Some(DEADLINE_SECONDS),
-        // A failed prune must not upload the snapshot again: the Job fails at once, and the
-        // status reports the uploaded snapshot and the retention's error.
-        pod_failure_policy: backup.retention.as_ref().map(|_| PodFailurePolicy {
-            rules: vec![PodFailurePolicyRule {
-                action: "FailJob".to_owned(),
-                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
-                    container_name: Some(PRUNE_CONTAINER.to_owned()),
-                    operator: "NotIn".to_owned(),
-                    values: vec![0],
-                }),
-                ..PodFailurePolicyRule::default()
-            }],
-        }),
+        pod_failure_policy: Some(PodFailurePolicy { rules }),
         template: PodTemplateSpec {
             metadata: Some(ObjectMeta {
                 labels: Some(cluster.names.backup_labels(kind)),
@@ -236,7 +261,7 @@ fn job_spec(cluster: &ValidatedCluster, backup: &BackupSpec, kind: &str) -> JobS
                 restart_policy: Some("Never".to_owned()),
                 service_account_name: Some(cluster.names.statefulset()),
                 automount_service_account_token: Some(false),
-                init_containers: init,
+                init_containers: Some(init),
                 containers: vec![main],
                 volumes: Some(volumes),
                 security_context: Some(pod_security_context()),

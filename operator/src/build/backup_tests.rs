@@ -1,5 +1,5 @@
 //! The backup CronJob and on-demand Job from YAML fixtures: schedule and concurrency, the
-//! upload-then-prune containers and their flags, the client certificate and S3 Secrets, the
+//! upload-drill-prune containers and their flags, the client certificate and S3 Secrets, the
 //! locked-down pod, and the on-demand Job's name and lifetime.
 
 use k8s_openapi::api::core::v1::EnvVar;
@@ -87,26 +87,52 @@ fn the_cronjob_runs_on_schedule_one_at_a_time_and_belongs_to_the_cluster() {
 }
 
 #[test]
-fn the_pod_uploads_first_then_prunes_with_the_retention() {
+fn the_pod_uploads_then_drills_then_prunes_with_the_retention() {
     let job = job_of(&cronjob(BACKUP));
     let pod = pod_of(&job);
     let init = pod.init_containers.clone().unwrap_or_default();
-    assert_eq!(init.len(), 1);
-    assert_eq!(init[0].name, UPLOAD_CONTAINER);
+    let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, [UPLOAD_CONTAINER, DRILL_CONTAINER]);
+    // The upload's result goes to its termination message and to the scratch volume, where
+    // the drill reads the key it uploaded.
     assert_eq!(
         init[0].args.clone().unwrap_or_default(),
         [
             "snapshot",
             "upload",
             "--result-file",
+            "/dev/termination-log,/tmp/oxcd-upload.json"
+        ]
+    );
+    assert_eq!(
+        init[1].args.clone().unwrap_or_default(),
+        [
+            "snapshot",
+            "drill",
+            "--upload-result",
+            "/tmp/oxcd-upload.json",
+            "--work-dir",
+            "/tmp",
+            "--result-file",
             "/dev/termination-log"
         ]
     );
-    assert_eq!(init[0].image.as_deref(), Some("oxcd.local/oxcd:0.1.0"));
-    assert_eq!(
-        init[0].termination_message_path.as_deref(),
-        Some(RESULT_FILE)
-    );
+    for container in &init {
+        assert_eq!(container.image.as_deref(), Some("oxcd.local/oxcd:0.1.0"));
+        assert_eq!(
+            container.termination_message_path.as_deref(),
+            Some(RESULT_FILE)
+        );
+        assert!(
+            container
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.mount_path == "/tmp"),
+            "{} shares the scratch volume",
+            container.name
+        );
+    }
     assert_eq!(pod.containers.len(), 1);
     assert_eq!(pod.containers[0].name, PRUNE_CONTAINER);
     assert_eq!(
@@ -123,17 +149,24 @@ fn the_pod_uploads_first_then_prunes_with_the_retention() {
         ]
     );
     assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
-    // A failed prune fails the Job instead of uploading again.
+    // A failed drill or prune fails the Job instead of uploading again.
     let rules = job.pod_failure_policy.map(|p| p.rules).unwrap_or_default();
-    let on_codes = rules.first().and_then(|r| r.on_exit_codes.clone());
+    let failing: Vec<Option<String>> = rules
+        .iter()
+        .map(|r| r.on_exit_codes.clone().and_then(|c| c.container_name))
+        .collect();
     assert_eq!(
-        on_codes.and_then(|c| c.container_name).as_deref(),
-        Some(PRUNE_CONTAINER)
+        failing,
+        [
+            Some(DRILL_CONTAINER.to_owned()),
+            Some(PRUNE_CONTAINER.to_owned())
+        ]
     );
+    assert!(rules.iter().all(|r| r.action == "FailJob"));
 }
 
 #[test]
-fn without_retention_the_upload_is_the_only_container() {
+fn without_retention_the_drill_is_the_main_container() {
     let cronjob = cronjob(
         "
 spec:
@@ -143,9 +176,12 @@ spec:
     );
     let job = job_of(&cronjob);
     let pod = pod_of(&job);
-    assert!(pod.init_containers.is_none());
-    assert_eq!(pod.containers[0].name, UPLOAD_CONTAINER);
-    assert!(job.pod_failure_policy.is_none());
+    let init = pod.init_containers.clone().unwrap_or_default();
+    assert_eq!(init.len(), 1);
+    assert_eq!(init[0].name, UPLOAD_CONTAINER);
+    assert_eq!(pod.containers[0].name, DRILL_CONTAINER);
+    let rules = job.pod_failure_policy.map(|p| p.rules).unwrap_or_default();
+    assert_eq!(rules.len(), 1);
     // The default prefix keeps clusters sharing a bucket apart.
     let env = env_map(&pod.containers[0]);
     assert_eq!(
@@ -157,10 +193,10 @@ spec:
 }
 
 #[test]
-fn s3_settings_and_member_tls_reach_both_containers_as_files_and_variables() {
+fn s3_settings_and_member_tls_reach_every_container_as_files_and_variables() {
     let pod = pod_of(&job_of(&cronjob(BACKUP)));
     let init = pod.init_containers.clone().unwrap_or_default();
-    for container in [&init[0], &pod.containers[0]] {
+    for container in init.iter().chain(&pod.containers) {
         let env = env_map(container);
         let get = |name: &str| env.get(name).map(String::as_str);
         assert_eq!(
@@ -249,7 +285,7 @@ fn backup_pods_are_non_root_read_only_and_confined_like_the_members() {
     );
     assert_eq!(pod.automount_service_account_token, Some(false));
     let init = pod.init_containers.clone().unwrap_or_default();
-    for container in [&init[0], &pod.containers[0]] {
+    for container in init.iter().chain(&pod.containers) {
         let context = container.security_context.clone().unwrap_or_default();
         assert_eq!(context.read_only_root_filesystem, Some(true));
         assert_eq!(context.allow_privilege_escalation, Some(false));

@@ -12,7 +12,7 @@ use kube::{Client, ResourceExt};
 use oxcd_crds::{BackupStatus, StoreCluster};
 
 use super::Context;
-use crate::backups::{FinishedBackup, finished_backup, fold, is_new, job_finish};
+use crate::backups::{Drill, FinishedBackup, finished_backup, fold, is_new, job_finish};
 use crate::build::build_backup_job;
 use crate::metrics::Metrics;
 use crate::names::{BACKUP_LABEL, BACKUP_NOW_ANNOTATION, INSTANCE_LABEL};
@@ -133,8 +133,23 @@ pub async fn report(cluster: &StoreCluster, finished: &[FinishedBackup], context
                 EventType::Normal,
                 "BackupSucceeded",
                 format!(
-                    "uploaded {} ({} bytes, revision {})",
-                    up.key, up.size, up.revision
+                    "uploaded {} ({} bytes, revision {}){}",
+                    up.key,
+                    up.size,
+                    up.revision,
+                    match &backup.drill {
+                        Some(Drill::Passed(d)) => format!(
+                            "; restore drill passed: revision {}, HashKV {}{}",
+                            d.revision,
+                            d.hash_kv,
+                            if d.hash_compared {
+                                " (as recorded)"
+                            } else {
+                                " (not recorded)"
+                            }
+                        ),
+                        _ => String::new(),
+                    }
                 ),
             ),
             (None, None) => (
