@@ -2,7 +2,8 @@
 //! StoreCluster are in the snapshot its CronJob uploads (its revision covers them), the object in
 //! S3 has the size and SHA-256 that `status.backup` reports, the backup pod's restore drill
 //! restored it into an ephemeral member at the same revision, the `oxcd.io/backup-now`
-//! annotation runs exactly one more backup, and the cluster is not Degraded.
+//! annotation runs exactly one more backup, and the cluster is not Degraded; then a rollout
+//! to the next minor starts only after a snapshot taken for it has completed.
 //! The backup pod reaches the members through the operator's NetworkPolicy (enforced here by
 //! kube-router) with the operator's client certificate.
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use kube::{Api, Client};
@@ -17,7 +19,7 @@ use oxcd_kind_tests::operator::{
     MemberClient, install_operator, operator_logs, uninstall_operator,
 };
 use oxcd_kind_tests::s3::deploy_s3;
-use oxcd_kind_tests::store_cluster::{await_ready, store_clusters};
+use oxcd_kind_tests::store_cluster::{await_ready, await_store_cluster, store_clusters};
 use oxcd_kind_tests::{kind_client, with_temp_ns};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -195,6 +197,72 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
         .cloned()
         .unwrap_or_default();
     ensure!(degraded["status"] == "False", "Degraded: {degraded}");
+
+    snapshot_before_rollout(client, ns).await
+}
+
+/// With backups configured, a rollout (here: the next minor) first takes a snapshot: the Job
+/// `before-rollout-<revision>` completes before the member restarts onto the new template.
+async fn snapshot_before_rollout(client: &Client, ns: &str) -> anyhow::Result<()> {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut parts = version.split('.');
+    let major = parts.next().context("major")?;
+    let minor: u64 = parts.next().context("minor")?.parse()?;
+    let next = format!("{major}.{}.0", minor + 1);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let member = format!("{CLUSTER}-0");
+    let before = pods.get(&member).await?.metadata.uid;
+    let clusters = store_clusters(client, ns);
+    let patch = json!({"spec": {"version": next}});
+    clusters
+        .patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let wanted = next.clone();
+    await_store_cluster(
+        client,
+        ns,
+        CLUSTER,
+        "on the next minor",
+        BACKUP_WAIT,
+        move |sc| {
+            sc.data["status"]["version"] == wanted.as_str()
+                && sc.data["status"]["upgrade"].is_null()
+                && sc.data["status"]["ready"] == "1/1"
+        },
+    )
+    .await?;
+    let restarted = pods.get(&member).await?;
+    ensure!(
+        restarted.metadata.uid != before,
+        "{member} was not restarted"
+    );
+    let started = restarted
+        .metadata
+        .creation_timestamp
+        .context("no creation time")?;
+    let snapshots: Vec<Job> = list_jobs(client, ns, "oxcd.io/backup=on-demand")
+        .await?
+        .into_iter()
+        .filter(|job| {
+            job.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("oxcd.io/backup-now"))
+                .is_some_and(|token| token.starts_with("before-rollout-"))
+        })
+        .collect();
+    let completed = snapshots
+        .iter()
+        .find_map(|job| job.status.as_ref()?.completion_time.clone())
+        .with_context(|| {
+            format!("no completed snapshot before the rollout\njobs: {snapshots:?}")
+        })?;
+    ensure!(
+        completed.0 <= started.0,
+        "the snapshot completed at {} after {member} restarted at {}",
+        completed.0,
+        started.0
+    );
     Ok(())
 }
 
