@@ -93,6 +93,9 @@ pub enum StartError {
         #[source]
         openraft::error::RaftError<u64, openraft::error::InitializeError<u64, MemberNode>>,
     ),
+    /// A member restored from a snapshot could not make its store a Raft snapshot.
+    #[error("failed to snapshot the restored store for the members that will join it")]
+    SeedRestored(#[source] openraft::metrics::WaitError),
 }
 
 /// What the Raft node applies to and reports into.
@@ -167,6 +170,11 @@ pub async fn start(
         });
     }
     snapshots.recover().map_err(StartError::Snapshot)?;
+    // A store restored from a snapshot holds data no log entry produced: a member added later
+    // must receive it as a Raft snapshot, never replay the log onto an empty store.
+    let restored = initial.as_ref().is_some_and(|m| m.len() == 1)
+        && state.last_purged_log_id.is_none()
+        && crate::mvcc::KvRead::rev(store.as_ref()) > 1;
     let network = network::PeerNetwork::new(peers, snapshots.clone());
     let sm = state_machine::StateMachine::new(store, engine, hub, metrics, snapshots);
     let raft = OxRaft::new(id, config, network, log, sm)
@@ -179,5 +187,48 @@ pub async fn start(
             .await
             .map_err(StartError::Initialize)?;
     }
+    if restored {
+        seed_restored(&raft).await?;
+    }
     Ok(raft)
+}
+
+/// How long a member restored from a snapshot may take to lead itself and snapshot its store.
+const SEED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Makes the restored store the Raft snapshot and purges the log before it, so that members
+/// added later start from the store (as `etcdutl snapshot restore` gives every etcd member).
+async fn seed_restored(raft: &OxRaft) -> Result<(), StartError> {
+    let wait = raft.wait(Some(SEED_TIMEOUT));
+    let applied = wait
+        .metrics(
+            |m| m.last_applied.is_some(),
+            "the restored member applies its first entry",
+        )
+        .await
+        .map_err(StartError::SeedRestored)?
+        .last_applied
+        .map_or(0, |id| id.index);
+    raft.trigger().snapshot().await.map_err(StartError::Fatal)?;
+    wait.metrics(
+        |m| m.snapshot.is_some_and(|s| s.index >= applied),
+        "the restored store becomes the snapshot",
+    )
+    .await
+    .map_err(StartError::SeedRestored)?;
+    raft.trigger()
+        .purge_log(applied)
+        .await
+        .map_err(StartError::Fatal)?;
+    wait.metrics(
+        |m| m.purged.is_some_and(|p| p.index >= applied),
+        "the log before the restored snapshot is purged",
+    )
+    .await
+    .map_err(StartError::SeedRestored)?;
+    tracing::info!(
+        index = applied,
+        "restored store snapshotted; members added later receive it"
+    );
+    Ok(())
 }
