@@ -44,6 +44,8 @@ pub struct RaftPaths {
     pub watermark: std::path::PathBuf,
     /// The engine directory, for messages.
     pub db: std::path::PathBuf,
+    /// Present while the store restored from a snapshot is not yet the Raft snapshot.
+    pub restored_marker: std::path::PathBuf,
 }
 
 /// Failure to start the Raft member.
@@ -172,9 +174,8 @@ pub async fn start(
     snapshots.recover().map_err(StartError::Snapshot)?;
     // A store restored from a snapshot holds data no log entry produced: a member added later
     // must receive it as a Raft snapshot, never replay the log onto an empty store.
-    let restored = initial.as_ref().is_some_and(|m| m.len() == 1)
-        && state.last_purged_log_id.is_none()
-        && crate::mvcc::KvRead::rev(store.as_ref()) > 1;
+    // `oxcd snapshot restore` leaves a marker until that is done (also across a crash).
+    let restored = initial.is_some() && paths.restored_marker.exists();
     let network = network::PeerNetwork::new(peers, snapshots.clone());
     let sm = state_machine::StateMachine::new(store, engine, hub, metrics, snapshots);
     let raft = OxRaft::new(id, config, network, log, sm)
@@ -189,12 +190,17 @@ pub async fn start(
     }
     if restored {
         seed_restored(&raft).await?;
+        // If this fails the next start seeds again: slower, never wrong.
+        if let Err(error) = std::fs::remove_file(&paths.restored_marker) {
+            tracing::warn!(%error, path = %paths.restored_marker.display(), "restore marker stays");
+        }
     }
     Ok(raft)
 }
 
-/// How long a member restored from a snapshot may take to lead itself and snapshot its store.
-const SEED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a member restored from a snapshot may take to lead itself and snapshot its store
+/// (a store near the quota takes a while to copy; failing sooner would only start over).
+const SEED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Makes the restored store the Raft snapshot and purges the log before it, so that members
 /// added later start from the store (as `etcdutl snapshot restore` gives every etcd member).
