@@ -1,5 +1,5 @@
 //! The desired state of a `StoreCluster`: size, version, storage, TLS, network policy, pod
-//! placement, server configuration and backups, with the CEL rules the API server enforces on
+//! placement, server configuration, backups and a restore source, with the CEL rules the API server enforces on
 //! them.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{BackupSpec, StoreClusterStatus};
+use crate::{BackupSpec, BootstrapSpec, StoreClusterStatus};
 
 /// A cluster of oxcd members (an etcd-compatible store) run by the oxcd operator.
 // clippy reads the repeated `type_ = "string"` of the printer columns as duplicated attributes.
@@ -69,6 +69,8 @@ use crate::{BackupSpec, StoreClusterStatus};
 // Version skew, as etcd allows it: members move one minor release at a time (checked against
 // the previous spec; the operator checks the running cluster version too).
 #[x_kube(validation = Rule::new("self.version == oldSelf.version || (int(self.version.split('.')[0].replace('v', '')) == int(oldSelf.version.split('.')[0].replace('v', '')) && (int(self.version.split('.')[1]) == int(oldSelf.version.split('.')[1]) || int(self.version.split('.')[1]) == int(oldSelf.version.split('.')[1]) + 1 || (int(self.version.split('.')[1]) + 1 == int(oldSelf.version.split('.')[1]) && has(self.allowDowngrade) && self.allowDowngrade)))").message("spec.version may change to another patch release or to the next minor release only (no skipped minor, no major change); one minor lower needs spec.allowDowngrade: true"))]
+// A restore happens once, when the cluster is created: bootstrap cannot be added or removed.
+#[x_kube(validation = Rule::new("has(self.bootstrap) == has(oldSelf.bootstrap)").message("spec.bootstrap can be set only when the StoreCluster is created, and not removed"))]
 pub struct StoreClusterSpec {
     /// Number of members: 1, 3, 5 or 7. Odd, because an even member adds no fault tolerance.
     /// Changed one membership change at a time: a learner is added and promoted, or a member is
@@ -115,6 +117,10 @@ pub struct StoreClusterSpec {
     /// Scheduled snapshots uploaded to S3; none when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
+    /// How the cluster starts: from a snapshot in S3 (`restore`) instead of empty. Set only at
+    /// creation; immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapSpec>,
 }
 
 fn default_replicas() -> i32 {

@@ -6,7 +6,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::BackupStatus;
+use crate::{BackupStatus, RestoredFrom};
 
 /// What the operator last observed of a StoreCluster.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -48,6 +48,10 @@ pub struct StoreClusterStatus {
     /// The last backups, when `spec.backup` is set or was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupStatus>,
+    /// The snapshot the cluster was restored from (`spec.bootstrap.restore`), pinned before
+    /// its first member started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<RestoredFrom>,
     /// `Available`, `Progressing` and `Degraded`, with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -182,4 +186,9 @@ pub mod reason {
     pub const VERSION_SKEW: &str = "VersionSkew";
     /// Degraded: the last backups failed one after the other.
     pub const BACKUP_FAILING: &str = "BackupFailing";
+    /// Progressing: the snapshot to restore is being resolved and verified; no member yet.
+    pub const RESTORING: &str = "Restoring";
+    /// Degraded: the snapshot to restore is missing, corrupt or unreachable; the cluster is
+    /// not created.
+    pub const RESTORE_FAILED: &str = "RestoreFailed";
 }

@@ -194,3 +194,77 @@ fn a_retention_without_limits_and_a_schedule_with_a_time_zone_are_refused() {
     assert!(errors.contains("needs maxCount or maxAge"), "{errors}");
     assert!(errors.contains("set backup.timeZone"), "{errors}");
 }
+
+const RESTORED: &str = "
+apiVersion: oxcd.io/v1alpha1
+kind: StoreCluster
+metadata: {name: demo, namespace: default}
+spec:
+  version: 0.1.0
+  bootstrap:
+    restore:
+      source:
+        s3: {bucket: backups, endpoint: 'http://s3:9000', forcePathStyle: true, latest: true}
+";
+
+fn restore_source(sc: &mut StoreCluster) -> &mut oxcd_crds::S3RestoreSource {
+    &mut sc
+        .spec
+        .bootstrap
+        .as_mut()
+        .unwrap_or_else(|| panic!("fixture has a bootstrap"))
+        .restore
+        .source
+        .s3
+}
+
+#[test]
+fn a_restore_source_reuses_the_backup_bucket_settings_and_names_key_or_latest() {
+    let mut sc = cluster(RESTORED);
+    assert!(sc.validate_cel().is_ok(), "{:?}", sc.validate_cel());
+    let source = restore_source(&mut sc);
+    assert_eq!(source.location.bucket, "backups");
+    assert!(source.location.force_path_style);
+    assert_eq!(source.latest, Some(true));
+
+    source.key = Some("default/demo/20261124T000000Z-r42.snapshot".to_owned());
+    let both = format!("{:?}", sc.validate_cel());
+    assert!(both.contains("exactly one of key or latest"), "{both}");
+    restore_source(&mut sc).latest = Some(false);
+    assert!(sc.validate_cel().is_ok(), "{:?}", sc.validate_cel());
+    restore_source(&mut sc).key = None;
+    let neither = format!("{:?}", sc.validate_cel());
+    assert!(
+        neither.contains("exactly one of key or latest"),
+        "{neither}"
+    );
+}
+
+#[test]
+fn bootstrap_is_set_at_creation_only_and_never_changes() {
+    let plain = cluster(MINIMAL);
+    let restored = cluster(RESTORED);
+    let added = format!("{:?}", restored.validate_cel_update(&plain));
+    assert!(
+        added.contains("only when the StoreCluster is created"),
+        "{added}"
+    );
+    let removed = format!("{:?}", plain.validate_cel_update(&restored));
+    assert!(
+        removed.contains("only when the StoreCluster is created"),
+        "{removed}"
+    );
+
+    let mut changed = restored.clone();
+    restore_source(&mut changed).location.bucket = "other".to_owned();
+    let errors = format!("{:?}", changed.validate_cel_update(&restored));
+    assert!(errors.contains("spec.bootstrap is immutable"), "{errors}");
+
+    let mut scaled = restored.clone();
+    scaled.spec.replicas = 5;
+    assert!(
+        scaled.validate_cel_update(&restored).is_ok(),
+        "{:?}",
+        scaled.validate_cel_update(&restored)
+    );
+}

@@ -18,7 +18,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use oxcd_crds::StoreCluster;
 
-use crate::names::{BACKUP_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::names::{BACKUP_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, RESTORE_LABEL};
 use crate::reconcile::{Context, error_policy, reconcile};
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -64,8 +64,15 @@ pub async fn run(
     // back by their instance label, so a finished backup updates the status at once.
     .watches(
         api::<Job>(&client, ns),
-        children.labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY},{BACKUP_LABEL}")),
+        children
+            .clone()
+            .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY},{BACKUP_LABEL}")),
         backup_owner,
+    )
+    // The restore-source Job is owned by its StoreCluster: its end moves the restore on.
+    .owns(
+        api::<Job>(&client, ns),
+        children.labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY},{RESTORE_LABEL}")),
     )
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, context)

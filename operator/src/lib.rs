@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod names;
 pub mod plan;
 pub mod reconcile;
+pub mod restores;
 pub mod rollout;
 pub mod status;
 pub mod validate;

@@ -30,6 +30,11 @@ pub const BACKUP_APP_NAME: &str = "oxcd-backup";
 pub const BACKUP_LABEL: &str = "oxcd.io/backup";
 /// Annotation on a StoreCluster asking for one backup now; a new value asks again.
 pub const BACKUP_NOW_ANNOTATION: &str = "oxcd.io/backup-now";
+/// [`NAME_LABEL`] of the Job that pins the snapshot to restore (not [`APP_NAME`], for the
+/// same reason as [`BACKUP_APP_NAME`]).
+pub const RESTORE_APP_NAME: &str = "oxcd-restore";
+/// Label of the Job that pins the snapshot of `spec.bootstrap.restore` (value `source`).
+pub const RESTORE_LABEL: &str = "oxcd.io/restore";
 /// Longest CronJob name (its Jobs get 11 more characters and must fit in a label value).
 const MAX_CRONJOB_NAME: usize = 52;
 /// Longest Job name (its pods carry it in the `job-name` label).
@@ -140,6 +145,22 @@ impl Names {
             (BACKUP_LABEL.to_owned(), kind.to_owned()),
         ]);
         labels
+    }
+
+    /// The Job that resolves, downloads and verifies the snapshot of `spec.bootstrap.restore`.
+    pub fn restore_job(&self) -> String {
+        fit(format!("{}-restore-source", self.cluster), MAX_JOB_NAME)
+    }
+
+    /// Labels of the restore-source Job and its pod.
+    pub fn restore_labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (NAME_LABEL.to_owned(), RESTORE_APP_NAME.to_owned()),
+            (INSTANCE_LABEL.to_owned(), self.cluster.clone()),
+            (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+            (COMPONENT_LABEL.to_owned(), "restore".to_owned()),
+            (RESTORE_LABEL.to_owned(), "source".to_owned()),
+        ])
     }
 
     /// Pod (and member) name of ordinal `ordinal`.
@@ -257,6 +278,16 @@ mod tests {
             Names::new(&"x".repeat(51), "ns").backup_cronjob(),
             long.backup_cronjob()
         );
+    }
+
+    #[test]
+    fn the_restore_job_name_fits_a_label_value() {
+        assert_eq!(
+            Names::new("demo", "ns").restore_job(),
+            "demo-restore-source"
+        );
+        let long = Names::new(&"x".repeat(52), "ns").restore_job();
+        assert!(long.len() <= 63 && long.starts_with("xxx"), "{long}");
     }
 
     #[test]

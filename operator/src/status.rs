@@ -352,6 +352,7 @@ pub fn build_status(
         client_endpoints: vec![cluster.names.service_client_url(cluster.tls_enabled())],
         client_certificate_secret: cluster.tls.as_ref().map(|tls| tls.client.clone()),
         backup,
+        restored_from: previous.and_then(|s| s.restored_from.clone()),
         conditions,
         upgrade: outcome.upgrade.clone(),
     }

@@ -5,7 +5,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
-use oxcd_crds::{StoreCluster, StoreClusterSpec, TlsMode};
+use oxcd_crds::{RestoredFrom, StoreCluster, StoreClusterSpec, TlsMode};
 
 use crate::names::Names;
 
@@ -53,6 +53,9 @@ pub struct ValidatedCluster {
     pub tls: Option<TlsSecretNames>,
     /// Operator-wide settings.
     pub settings: Settings,
+    /// The snapshot pinned for `spec.bootstrap.restore` (`status.restoredFrom`), once pinned:
+    /// what the first member restores.
+    pub restored_from: Option<RestoredFrom>,
 }
 
 impl ValidatedCluster {
@@ -178,6 +181,10 @@ pub fn validate(
         image,
         tls,
         settings: settings.clone(),
+        restored_from: cluster
+            .status
+            .as_ref()
+            .and_then(|status| status.restored_from.clone()),
     })
 }
 

@@ -221,6 +221,24 @@ impl DataDir {
     pub fn db_path(&self) -> PathBuf {
         self.root.join(OXCD_DIR).join("db")
     }
+
+    /// Present from a snapshot restore until the member has made the restored store its Raft
+    /// snapshot (see `raft::start`): a crash in between seeds again on the next start.
+    pub fn restored_marker(&self) -> PathBuf {
+        self.root.join(OXCD_DIR).join("restored")
+    }
+
+    /// Marks the data dir as restored from a snapshot (see [`Self::restored_marker`]).
+    pub fn mark_restored(&self) -> Result<(), DataDirError> {
+        let path = self.restored_marker();
+        let io = |source| DataDirError::Io {
+            action: "mark the restore",
+            path: self.root.clone(),
+            source,
+        };
+        let file = std::fs::File::create(&path).map_err(io)?;
+        file.sync_all().map_err(io)
+    }
 }
 
 /// Builds the identity a new member with these flags gets.

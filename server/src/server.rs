@@ -198,6 +198,7 @@ pub async fn run(
     let paths = RaftPaths {
         watermark: data_dir.watermark_path(),
         db: db_path.clone(),
+        restored_marker: data_dir.restored_marker(),
     };
     let initial = (bootstrap.state == InitialClusterState::New)
         .then(|| bootstrap.initial_members(&cfg, identity.member_id));

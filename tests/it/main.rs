@@ -17,6 +17,7 @@ mod lease_diff;
 mod log_compaction;
 mod maintenance_diff;
 mod quota;
+mod restored_cluster;
 mod s3_drill;
 mod s3_failures;
 mod s3_snapshots;

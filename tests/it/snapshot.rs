@@ -330,3 +330,46 @@ async fn damaged_snapshots_are_refused_before_anything_is_written() {
         assert!(!target.exists(), "{name}: the data dir was created");
     }
 }
+
+#[tokio::test]
+async fn an_init_container_restore_fills_only_an_empty_data_dir_of_a_new_cluster() {
+    let source = OxcdServer::start().await.expect("start oxcd");
+    let mut client = source.client().await.expect("client");
+    write_history(&mut client).await;
+    let before = hash_kv(source.endpoint(), 0).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = saved_snapshot(&source, dir.path()).await;
+    drop(source);
+    let file = file.to_str().expect("utf-8");
+
+    // A member joining an existing cluster gets nothing: its leader sends the data.
+    let mut restored = OxcdServer::prepare(&[]).expect("prepare");
+    let joining = ["--initial-cluster-state", "existing", "--skip-if-not-empty"];
+    let out = restore_into(&restored, file, &joining).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("nothing restored"));
+    let empty = |path: &Path| std::fs::read_dir(path).map_or(true, |mut d| d.next().is_none());
+    assert!(empty(&restored.data_dir()), "a joining member got data");
+
+    // The first start of a new cluster's member restores (staged, then renamed into place).
+    let out = restore_into(&restored, file, &["--skip-if-not-empty"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!empty(&restored.data_dir()));
+    let staging = restored.dir().join("data.restoring");
+    assert!(!staging.exists(), "the staging directory stayed");
+    restored.restart().await.expect("start on the restored dir");
+    let mut client = restored.client().await.expect("client");
+    client.put("after", "1", None).await.expect("put");
+    let after = hash_kv(restored.endpoint(), before.hash_revision).await;
+    assert_eq!(after.hash, before.hash, "HashKV at the snapshot's revision");
+
+    // Every later start leaves the data dir alone.
+    restored.kill().expect("stop");
+    let out = restore_into(&restored, file, &["--skip-if-not-empty"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("already holds data"));
+    restored.restart().await.expect("start again");
+    let mut client = restored.client().await.expect("client");
+    let kept = client.get("after", None).await.expect("get");
+    assert_eq!(kept.kvs().len(), 1, "the write after the restore survived");
+}

@@ -44,10 +44,15 @@ pub struct Bootstrap {
 }
 
 impl Bootstrap {
-    /// A new cluster of the spec's size: members 0..replicas.
+    /// A new cluster of the spec's size: members 0..replicas. A restored cluster starts with
+    /// member 0 alone (a snapshot restores into a one-member cluster); the others join it as
+    /// learners and receive the restored data from it.
     pub fn new_cluster(cluster: &ValidatedCluster) -> Self {
         let tls = cluster.tls_enabled();
-        let count = u32::try_from(cluster.spec.replicas).unwrap_or(1);
+        let count = match cluster.spec.bootstrap {
+            Some(_) => 1,
+            None => u32::try_from(cluster.spec.replicas).unwrap_or(1),
+        };
         Self {
             state: ClusterState::New,
             members: (0..count)
@@ -132,6 +137,24 @@ mod tests {
         assert_eq!(
             Bootstrap::from_config_map(&config),
             Some(Bootstrap::new_cluster(&cluster))
+        );
+    }
+
+    #[test]
+    fn a_restored_cluster_starts_with_its_first_member_alone() {
+        let cluster = validated(
+            "
+spec:
+  version: 0.1.0
+  replicas: 3
+  bootstrap: {restore: {source: {s3: {bucket: backups, latest: true}}}}
+",
+        );
+        let bootstrap = Bootstrap::new_cluster(&cluster);
+        assert_eq!(bootstrap.state, ClusterState::New);
+        assert_eq!(
+            bootstrap.initial_cluster(),
+            "demo-0=https://demo-0.demo-peer.prod.svc:2380"
         );
     }
 

@@ -9,6 +9,8 @@ pub mod cert_manager;
 mod network_policy;
 mod pdb;
 mod pod;
+pub mod restore;
+pub mod s3;
 mod services;
 mod statefulset;
 pub mod tls;
@@ -18,6 +20,7 @@ pub use backup::{build_backup_cronjob, build_backup_job};
 pub use bootstrap::{Bootstrap, ClusterState, build_bootstrap_config};
 pub use network_policy::build_network_policy;
 pub use pdb::build_pod_disruption_budget;
+pub use restore::build_restore_source_job;
 pub use services::{build_client_service, build_peer_service};
 pub use statefulset::{DATA_DIR, build_statefulset};
 

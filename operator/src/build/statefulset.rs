@@ -1,7 +1,8 @@
 //! The StatefulSet of the members: identity from the pod name, data on a PVC, etcd-compatible
 //! flags as environment variables, probes on the metrics port, a locked-down security context
 //! and members spread over nodes. Its replica count is the membership's size, which the
-//! operator changes one member at a time; the pod template depends only on the spec.
+//! operator changes one member at a time; the pod template depends only on the spec (and, for
+//! a restored cluster, on the snapshot pinned in its status, which never changes).
 
 use std::collections::BTreeMap;
 
@@ -226,6 +227,24 @@ fn pod_template(cluster: &ValidatedCluster) -> PodTemplateSpec {
     let mut labels = overrides.labels.clone();
     labels.extend(cluster.names.labels());
     let non_empty = |map: &BTreeMap<String, String>| (!map.is_empty()).then(|| map.clone());
+    let main = container(cluster);
+    let mut volumes = volumes(cluster);
+    // A restored cluster's first member starts from the pinned snapshot (see `restore`).
+    let init_containers = super::restore::build_restore_init_container(
+        cluster,
+        main.env.clone().unwrap_or_default(),
+        main.env_from.clone().unwrap_or_default(),
+        vec![
+            mount("data", DATA_MOUNT, false),
+            mount("tmp", "/tmp", false),
+        ],
+        DATA_DIR,
+        DATA_MOUNT,
+    )
+    .map(|(restore, needs)| {
+        volumes.extend(needs);
+        vec![restore]
+    });
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels),
@@ -235,8 +254,9 @@ fn pod_template(cluster: &ValidatedCluster) -> PodTemplateSpec {
         spec: Some(PodSpec {
             service_account_name: Some(cluster.names.statefulset()),
             automount_service_account_token: Some(false),
-            containers: vec![container(cluster)],
-            volumes: Some(volumes(cluster)),
+            init_containers,
+            containers: vec![main],
+            volumes: Some(volumes),
             affinity: Some(
                 overrides
                     .affinity

@@ -1,13 +1,14 @@
-//! The reconcile of one StoreCluster, as a pipeline: observe (children, certificates, the
-//! membership through the etcd API) → validate → plan one membership change → act → build and
-//! apply every child → observe the backups → status. Each step has its own error type; the controller's error policy
-//! retries with a delay.
+//! The reconcile of one StoreCluster, as a pipeline: observe (children, certificates, a
+//! restore's snapshot, the membership through the etcd API) → validate → plan one membership
+//! change → act → build and apply every child → observe the backups → status. Each step has
+//! its own error type; the controller's error policy retries with a delay.
 
 mod apply;
 mod backup;
 mod context;
 mod lost_members;
 mod membership;
+mod restore;
 mod rolling;
 mod tls;
 
@@ -174,6 +175,10 @@ async fn reconcile_valid(
             .await;
     }
 
+    // A restored cluster gets members only once its snapshot is pinned.
+    if let Some(action) = restore::hold(cluster, &validated, &applier, context).await? {
+        return Ok(action);
+    }
     // Observe the bootstrap settings and the StatefulSet, then the members themselves.
     let config_maps: Api<ConfigMap> = Api::namespaced(context.client.clone(), &namespace);
     let bootstrap = config_maps

@@ -110,6 +110,51 @@ pub(crate) async fn crd_rules_enforced_by_the_api_server(cx: &Cx) -> Result<()> 
     )
     .await?;
 
+    // A restore source: exactly one of key or latest, set at creation only, never changed.
+    cx.refused(
+        &create,
+        &cluster(
+            "bothsources",
+            "{version: 0.1.0, bootstrap: {restore: {source: {s3: {bucket: backups, key: k, latest: true}}}}}",
+        ),
+        "needs exactly one of key or latest: true",
+    )
+    .await?;
+    cx.refused(
+        &patch(r#"{"spec":{"bootstrap":{"restore":{"source":{"s3":{"bucket":"backups","latest":true}}}}}}"#),
+        "",
+        "spec.bootstrap can be set only when the StoreCluster is created",
+    )
+    .await?;
+    cx.ok_with_input(
+        "kubectl",
+        &create,
+        &cluster(
+            "restored",
+            "{version: 0.1.0, bootstrap: {restore: {source: {s3: {bucket: backups, latest: true}}}}}",
+        ),
+    )
+    .await?;
+    let restored = |body: &'static str| {
+        [
+            "patch", "-n", ns, "oxsc", "restored", "--type", "merge", "-p", body,
+        ]
+    };
+    cx.refused(
+        &restored(r#"{"spec":{"bootstrap":{"restore":{"source":{"s3":{"bucket":"other"}}}}}}"#),
+        "",
+        "spec.bootstrap is immutable",
+    )
+    .await?;
+    cx.refused(
+        &restored(r#"{"spec":{"bootstrap":null}}"#),
+        "",
+        "spec.bootstrap can be set only when the StoreCluster is created",
+    )
+    .await?;
+    cx.ok("kubectl", &restored(r#"{"spec":{"replicas":5}}"#))
+        .await?;
+
     // Printer columns.
     let table = cx.ok("kubectl", &["get", "-n", ns, "oxsc"]).await?;
     let header: Vec<&str> = table

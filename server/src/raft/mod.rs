@@ -44,6 +44,8 @@ pub struct RaftPaths {
     pub watermark: std::path::PathBuf,
     /// The engine directory, for messages.
     pub db: std::path::PathBuf,
+    /// Present while the store restored from a snapshot is not yet the Raft snapshot.
+    pub restored_marker: std::path::PathBuf,
 }
 
 /// Failure to start the Raft member.
@@ -93,6 +95,9 @@ pub enum StartError {
         #[source]
         openraft::error::RaftError<u64, openraft::error::InitializeError<u64, MemberNode>>,
     ),
+    /// A member restored from a snapshot could not make its store a Raft snapshot.
+    #[error("failed to snapshot the restored store for the members that will join it")]
+    SeedRestored(#[source] openraft::metrics::WaitError),
 }
 
 /// What the Raft node applies to and reports into.
@@ -167,6 +172,10 @@ pub async fn start(
         });
     }
     snapshots.recover().map_err(StartError::Snapshot)?;
+    // A store restored from a snapshot holds data no log entry produced: a member added later
+    // must receive it as a Raft snapshot, never replay the log onto an empty store.
+    // `oxcd snapshot restore` leaves a marker until that is done (also across a crash).
+    let restored = initial.is_some() && paths.restored_marker.exists();
     let network = network::PeerNetwork::new(peers, snapshots.clone());
     let sm = state_machine::StateMachine::new(store, engine, hub, metrics, snapshots);
     let raft = OxRaft::new(id, config, network, log, sm)
@@ -179,5 +188,53 @@ pub async fn start(
             .await
             .map_err(StartError::Initialize)?;
     }
+    if restored {
+        seed_restored(&raft).await?;
+        // If this fails the next start seeds again: slower, never wrong.
+        if let Err(error) = std::fs::remove_file(&paths.restored_marker) {
+            tracing::warn!(%error, path = %paths.restored_marker.display(), "restore marker stays");
+        }
+    }
     Ok(raft)
+}
+
+/// How long a member restored from a snapshot may take to lead itself and snapshot its store
+/// (a store near the quota takes a while to copy; failing sooner would only start over).
+const SEED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Makes the restored store the Raft snapshot and purges the log before it, so that members
+/// added later start from the store (as `etcdutl snapshot restore` gives every etcd member).
+async fn seed_restored(raft: &OxRaft) -> Result<(), StartError> {
+    let wait = raft.wait(Some(SEED_TIMEOUT));
+    let applied = wait
+        .metrics(
+            |m| m.last_applied.is_some(),
+            "the restored member applies its first entry",
+        )
+        .await
+        .map_err(StartError::SeedRestored)?
+        .last_applied
+        .map_or(0, |id| id.index);
+    raft.trigger().snapshot().await.map_err(StartError::Fatal)?;
+    wait.metrics(
+        |m| m.snapshot.is_some_and(|s| s.index >= applied),
+        "the restored store becomes the snapshot",
+    )
+    .await
+    .map_err(StartError::SeedRestored)?;
+    raft.trigger()
+        .purge_log(applied)
+        .await
+        .map_err(StartError::Fatal)?;
+    wait.metrics(
+        |m| m.purged.is_some_and(|p| p.index >= applied),
+        "the log before the restored snapshot is purged",
+    )
+    .await
+    .map_err(StartError::SeedRestored)?;
+    tracing::info!(
+        index = applied,
+        "restored store snapshotted; members added later receive it"
+    );
+    Ok(())
 }

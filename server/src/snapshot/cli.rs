@@ -115,6 +115,14 @@ pub struct RestoreArgs {
     /// Compact at the restored (bumped) revision; required with --bump-revision.
     #[arg(long)]
     pub mark_compacted: bool,
+    /// `new` restores; `existing` restores nothing and exits successfully (a member joining a
+    /// running cluster gets the data from its leader), for an init container on every member.
+    #[arg(long, value_enum, default_value = "new")]
+    pub initial_cluster_state: crate::config::InitialClusterState,
+    /// Exit successfully without touching a data dir that already holds something; the restore
+    /// is staged beside the data dir and renamed into place once complete.
+    #[arg(long)]
+    pub skip_if_not_empty: bool,
 }
 
 /// Flags of `oxcd snapshot status`.

@@ -14,6 +14,7 @@ pub mod format;
 pub mod member;
 pub mod restore;
 pub mod s3;
+pub mod staged;
 pub mod status;
 
 #[cfg(test)]

@@ -274,6 +274,7 @@ fn write(opts: &RestoreOptions, image: &Image, records: u64) -> Result<Restored,
         });
     }
     engine.flush().map_err(storage)?;
+    data_dir.mark_restored()?;
     Ok(Restored {
         revision,
         compact_revision,

@@ -17,6 +17,7 @@ use crate::error::chain;
 use crate::snapshot::cli::{EXIT_ERROR, RestoreArgs, fail};
 use crate::snapshot::member::MemberArgs;
 use crate::snapshot::restore::{RestoreOptions, precheck, restore};
+use crate::snapshot::staged;
 
 /// Compression of uploaded snapshots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -267,11 +268,26 @@ pub fn run_restore(args: RestoreArgs) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(format!("{}.oxcd", args.name)));
+    if let Some(skip) = staged::skip(
+        args.initial_cluster_state,
+        &data_dir,
+        args.skip_if_not_empty,
+    ) {
+        eprintln!("{skip}");
+        return ExitCode::SUCCESS;
+    }
+    // Skipping a non-empty data dir needs every restore to appear at once: stage it.
+    let staging = match args.skip_if_not_empty.then(|| staged::prepare(&data_dir)) {
+        Some(Err(e)) => return fail(EXIT_ERROR, &e),
+        Some(Ok(staging)) => Some(staging),
+        None => None,
+    };
     let mut opts = RestoreOptions {
         snapshot,
-        data_dir: args
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from(format!("{}.oxcd", args.name))),
+        data_dir: staging.clone().unwrap_or_else(|| data_dir.clone()),
         initial_cluster: args
             .initial_cluster
             .unwrap_or_else(|| format!("{}=http://localhost:2380", args.name)),
@@ -303,7 +319,14 @@ pub fn run_restore(args: RestoreArgs) -> ExitCode {
             }
         }
     }
-    match restore(&opts) {
+    let restored = restore(&opts);
+    if let (Ok(_), Some(staging)) = (&restored, &staging) {
+        if let Err(e) = staged::commit(staging, &data_dir) {
+            return fail(EXIT_ERROR, &e);
+        }
+        opts.data_dir = data_dir;
+    }
+    match restored {
         Ok(r) => {
             eprintln!(
                 "restored snapshot {} into {}: revision {}, compact revision {}, {} records, member {:x}",
