@@ -13,15 +13,14 @@ use k8s_openapi::api::batch::v1::{
     CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec, PodFailurePolicy,
     PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
-use k8s_openapi::api::core::v1::{
-    Container, KeyToPath, PodSpec, PodTemplateSpec, SecretVolumeSource, Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use oxcd_crds::{BackupSpec, SseMode};
+use oxcd_crds::BackupSpec;
 
 use super::pod::{
     container_security_context, env, mount, pod_security_context, scratch_volume, secret_volume,
 };
+use super::s3::{s3_env, s3_volumes};
 use crate::names::BACKUP_NOW_ANNOTATION;
 use crate::validate::ValidatedCluster;
 
@@ -42,8 +41,6 @@ pub const SCHEDULED: &str = "scheduled";
 pub const ON_DEMAND: &str = "on-demand";
 
 const CLIENT_TLS_MOUNT: &str = "/etc/oxcd/client-tls";
-const CREDENTIALS_MOUNT: &str = "/etc/oxcd/s3-credentials";
-const SSE_C_MOUNT: &str = "/etc/oxcd/s3-sse-c";
 /// How long the upload keeps trying to reach a member.
 const DIAL_TIMEOUT: &str = "60s";
 /// A stuck upload must not block the next ones forever (concurrency is Forbid): an hour
@@ -73,7 +70,6 @@ fn environment(
     cluster: &ValidatedCluster,
     backup: &BackupSpec,
 ) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
-    let s3 = &backup.s3;
     let endpoints: Vec<String> = (0..u32::try_from(cluster.spec.replicas).unwrap_or(1))
         .map(|ordinal| {
             cluster
@@ -86,40 +82,13 @@ fn environment(
         // A new pod may be refused until the NetworkPolicy enforcer admits its address, and a
         // member may be restarting: keep dialing for a while, as etcdctl's blocking dial does.
         env("ETCDCTL_DIAL_TIMEOUT", DIAL_TIMEOUT),
-        env("OXCD_S3_BUCKET", s3.bucket.clone()),
-        env("OXCD_S3_PREFIX", backup_prefix(cluster, backup)),
     ];
     if cluster.tls_enabled() {
         vars.push(env("ETCDCTL_CACERT", format!("{CLIENT_TLS_MOUNT}/ca.crt")));
         vars.push(env("ETCDCTL_CERT", format!("{CLIENT_TLS_MOUNT}/tls.crt")));
         vars.push(env("ETCDCTL_KEY", format!("{CLIENT_TLS_MOUNT}/tls.key")));
     }
-    if let Some(endpoint) = &s3.endpoint {
-        vars.push(env("OXCD_S3_ENDPOINT", endpoint.clone()));
-    }
-    if let Some(region) = &s3.region {
-        vars.push(env("OXCD_S3_REGION", region.clone()));
-    }
-    if s3.force_path_style {
-        vars.push(env("OXCD_S3_FORCE_PATH_STYLE", "true"));
-    }
-    if s3.credentials_secret_ref.is_some() {
-        vars.push(env("OXCD_S3_CREDENTIALS_DIR", CREDENTIALS_MOUNT));
-    }
-    if let Some(sse) = &s3.sse {
-        let mode = match sse.mode {
-            SseMode::SseS3 => "aes256",
-            SseMode::SseKms => "aws-kms",
-            SseMode::SseC => "sse-c",
-        };
-        vars.push(env("OXCD_S3_SSE", mode));
-        if let Some(key) = &sse.kms_key_id {
-            vars.push(env("OXCD_S3_SSE_KMS_KEY_ID", key.clone()));
-        }
-        if sse.customer_key_secret_ref.is_some() {
-            vars.push(env("OXCD_S3_SSE_C_KEY_FILE", format!("{SSE_C_MOUNT}/key")));
-        }
-    }
+    vars.extend(s3_env(&backup.s3, backup_prefix(cluster, backup)));
     vars
 }
 
@@ -131,32 +100,9 @@ fn volumes(cluster: &ValidatedCluster, backup: &BackupSpec) -> (Vec<Volume>, Vec
         volumes.push(secret_volume("client-tls", &tls.client));
         mounts.push(mount("client-tls", CLIENT_TLS_MOUNT, true));
     }
-    if let Some(secret) = &backup.s3.credentials_secret_ref {
-        volumes.push(secret_volume("s3-credentials", &secret.name));
-        mounts.push(mount("s3-credentials", CREDENTIALS_MOUNT, true));
-    }
-    if let Some(key) = backup
-        .s3
-        .sse
-        .as_ref()
-        .and_then(|sse| sse.customer_key_secret_ref.as_ref())
-    {
-        volumes.push(Volume {
-            name: "s3-sse-c".to_owned(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(key.name.clone()),
-                default_mode: Some(0o440),
-                items: Some(vec![KeyToPath {
-                    key: key.key.clone(),
-                    path: "key".to_owned(),
-                    ..KeyToPath::default()
-                }]),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        });
-        mounts.push(mount("s3-sse-c", SSE_C_MOUNT, true));
-    }
+    let (s3_volumes, s3_mounts) = s3_volumes(&backup.s3);
+    volumes.extend(s3_volumes);
+    mounts.extend(s3_mounts);
     (volumes, mounts)
 }
 

@@ -227,7 +227,12 @@ fn s3_settings_and_member_tls_reach_every_container_as_files_and_variables() {
             .flatten()
             .map(|m| m.mount_path.clone())
             .collect();
-        for path in ["/tmp", CLIENT_TLS_MOUNT, CREDENTIALS_MOUNT, SSE_C_MOUNT] {
+        for path in [
+            "/tmp",
+            CLIENT_TLS_MOUNT,
+            "/etc/oxcd/s3-credentials",
+            "/etc/oxcd/s3-sse-c",
+        ] {
             assert!(mounts.iter().any(|m| m == path), "{path} not in {mounts:?}");
         }
     }
