@@ -8,19 +8,17 @@ use std::time::Duration;
 use etcd_client::{Client, GetOptions, MemberAddOptions};
 use oxcd_server::proto::etcdserverpb::HashKvRequest;
 use oxcd_server::proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use oxcd_tests::{OxcdServer, free_ports, oxcd_binary};
+use oxcd_tests::{OxcdServer, free_ports};
+
+use crate::s3_snapshots::{snapshot_cmd, write_history};
 
 /// How long the learner may take to receive the snapshot.
 const CATCH_UP: Duration = Duration::from_secs(60);
 
-async fn snapshot_cmd(args: &[&str]) {
-    let out = tokio::process::Command::new(oxcd_binary().expect("oxcd binary"))
-        .arg("snapshot")
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run oxcd snapshot");
+/// Runs `oxcd snapshot <args>` (`save`, `restore`), which must succeed.
+async fn snapshot(args: &[&str]) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = snapshot_cmd(&args).await;
     assert!(
         out.status.success(),
         "oxcd snapshot {args:?}: {}",
@@ -49,18 +47,11 @@ async fn serializable_all(client: &mut Client) -> Option<String> {
 async fn a_learner_added_to_a_restored_member_receives_the_restored_store() {
     let source = OxcdServer::start().await.expect("start oxcd");
     let mut client = source.client().await.expect("client");
-    for i in 0..30 {
-        client
-            .put(format!("k{i:02}"), format!("v{i}"), None)
-            .await
-            .expect("put");
-    }
-    client.delete("k07", None).await.expect("delete");
-    client.compact(12, None).await.expect("compact");
+    write_history(&mut client).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("s.db");
     let file = file.to_str().expect("utf-8");
-    snapshot_cmd(&["save", file, "--endpoints", source.endpoint()]).await;
+    snapshot(&["save", file, "--endpoints", source.endpoint()]).await;
     let expected = serializable_all(&mut client).await.expect("read");
     drop(source);
 
@@ -68,7 +59,7 @@ async fn a_learner_added_to_a_restored_member_receives_the_restored_store() {
     let peer = restored.peer_url();
     let data_dir = restored.data_dir();
     let initial = format!("harness={peer}");
-    snapshot_cmd(&[
+    snapshot(&[
         "restore",
         file,
         "--data-dir",

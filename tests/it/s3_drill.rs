@@ -8,7 +8,7 @@ use oxcd_server::proto::etcdserverpb::HashKvRequest;
 use oxcd_server::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use serde_json::Value;
 
-use crate::s3_snapshots::{ok_json, s3_and_member, snapshot_cmd, upload, with};
+use crate::s3_snapshots::{ok_json, s3_and_member, snapshot_cmd, upload, with, write_history};
 
 /// `drill` with the S3 flags and `extra`; its stdout JSON (or stderr) and whether it passed.
 async fn drill(s3: &[String], extra: &[&str]) -> (bool, String) {
@@ -27,14 +27,8 @@ async fn drill(s3: &[String], extra: &[&str]) -> (bool, String) {
 async fn a_drill_restores_the_uploaded_snapshot_and_matches_its_revision_and_hash_kv() {
     let (moto, member) = s3_and_member("drill").await;
     let mut client = member.client().await.expect("client");
-    for i in 0..40 {
-        client
-            .put(format!("k{i:02}"), format!("v{i}"), None)
-            .await
-            .expect("put");
-    }
-    client.compact(10, None).await.expect("compact");
-    client.delete("k30", None).await.expect("delete");
+    write_history(&mut client).await;
+    client.delete("k20", None).await.expect("delete");
     let s3 = moto.oxcd_args("drill", "backups/d1");
     let results = tempfile::tempdir().expect("tempdir");
     let result_file = results.path().join("upload.json");
@@ -53,7 +47,7 @@ async fn a_drill_restores_the_uploaded_snapshot_and_matches_its_revision_and_has
         .expect("hash kv")
         .into_inner();
     assert_eq!(up["hash_kv"], live.hash, "the upload records the HashKV");
-    assert_eq!(up["compact_revision"], 10);
+    assert_eq!(up["compact_revision"], 12);
     for file in [&result_file, &termination] {
         let written: Value =
             serde_json::from_str(&std::fs::read_to_string(file).expect("result file"))
@@ -68,7 +62,7 @@ async fn a_drill_restores_the_uploaded_snapshot_and_matches_its_revision_and_has
     assert_eq!(drilled["revision"], up["revision"]);
     assert_eq!(drilled["hash_kv"], live.hash);
     assert_eq!(drilled["hash_compared"], true);
-    assert_eq!(drilled["compact_revision"], 10);
+    assert_eq!(drilled["compact_revision"], 12);
 
     // The same object with a recorded hash it does not restore to: the drill must say so.
     let key = up["key"].as_str().expect("key");

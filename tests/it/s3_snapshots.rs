@@ -62,6 +62,19 @@ pub(crate) async fn write_big(client: &mut Client, count: usize, len: usize) {
     }
 }
 
+/// Keys `k00`..`k29` with `k07` deleted and history compacted at revision 12: what a restore
+/// must carry over (live keys, a tombstone, the compaction).
+pub(crate) async fn write_history(client: &mut Client) {
+    for i in 0..30 {
+        client
+            .put(format!("k{i:02}"), format!("v{i}"), None)
+            .await
+            .expect("put");
+    }
+    client.delete("k07", None).await.expect("delete");
+    client.compact(12, None).await.expect("compact");
+}
+
 /// Every key and value (debug-printed) and the revision.
 pub(crate) async fn everything(client: &mut Client) -> (String, i64) {
     let r = client
@@ -138,14 +151,7 @@ async fn restore_from_s3(s3: &[String], source: &[&str]) -> (OxcdServer, Value) 
 async fn an_uploaded_snapshot_restores_with_the_same_keys_revision_and_hash_kv() {
     let (moto, member) = s3_and_member("round-trip").await;
     let mut client = member.client().await.expect("client");
-    for i in 0..30 {
-        client
-            .put(format!("k{i:02}"), format!("v{i}"), None)
-            .await
-            .expect("put");
-    }
-    client.delete("k07", None).await.expect("delete");
-    client.compact(12, None).await.expect("compact");
+    write_history(&mut client).await;
     client.put("late", "1", None).await.expect("put");
     let (before, revision) = everything(&mut client).await;
     let hash = hash_kv(member.endpoint()).await;

@@ -122,22 +122,8 @@ async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
     await_events(client, ns, "RollingUpdate", 1).await?;
     kill_operator(client).await?;
     // Done when every member reports the new release (read by the operator from /version).
-    let next = v.next.clone();
-    let upgraded = await_store_cluster(client, ns, CLUSTER, "upgraded", WAIT, move |sc| {
-        let status = &sc.data["status"];
-        condition_true(sc, "Available") == Some(true)
-            && condition_true(sc, "Progressing") == Some(false)
-            && status["upgrade"].is_null()
-            && status["ready"] == "3/3"
-            && status["version"] == next.as_str()
-    })
-    .await?;
-    let member_versions: Vec<&str> = upgraded.data["status"]["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["version"].as_str())
-        .collect();
+    let upgraded = await_release(client, ns, "upgraded", &v.next).await?;
+    let member_versions = member_versions(&upgraded);
     ensure!(
         member_versions == [v.next.as_str(); 3],
         "member versions after the upgrade: {member_versions:?}"
@@ -291,22 +277,8 @@ async fn downgrade(client: &Client, ns: &str, v: &Versions) -> anyhow::Result<()
         "a downgrade without allowDowngrade was not refused as expected: {refused}"
     );
     set_version(&clusters, &v.from, true).await?;
-    let from = v.from.clone();
-    let downgraded = await_store_cluster(client, ns, CLUSTER, "downgraded", WAIT, move |sc| {
-        let status = &sc.data["status"];
-        condition_true(sc, "Available") == Some(true)
-            && condition_true(sc, "Progressing") == Some(false)
-            && status["upgrade"].is_null()
-            && status["ready"] == "3/3"
-            && status["version"] == from.as_str()
-    })
-    .await?;
-    let member_versions: Vec<&str> = downgraded.data["status"]["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["version"].as_str())
-        .collect();
+    let downgraded = await_release(client, ns, "downgraded", &v.from).await?;
+    let member_versions = member_versions(&downgraded);
     ensure!(
         member_versions == [v.from.as_str(); 3],
         "member versions after the downgrade: {member_versions:?}"
@@ -322,6 +294,36 @@ async fn downgrade(client: &Client, ns: &str, v: &Versions) -> anyhow::Result<()
         v.next, v.from
     );
     Ok(())
+}
+
+/// Waits until the rollout to `version` is over: every member ready and reporting it, the
+/// cluster Available and no longer Progressing.
+async fn await_release(
+    client: &Client,
+    ns: &str,
+    what: &str,
+    version: &str,
+) -> anyhow::Result<DynamicObject> {
+    let version = version.to_owned();
+    await_store_cluster(client, ns, CLUSTER, what, WAIT, move |sc| {
+        let status = &sc.data["status"];
+        condition_true(sc, "Available") == Some(true)
+            && condition_true(sc, "Progressing") == Some(false)
+            && status["upgrade"].is_null()
+            && status["ready"] == "3/3"
+            && status["version"] == version.as_str()
+    })
+    .await
+}
+
+/// The release each member reports in the status.
+fn member_versions(sc: &DynamicObject) -> Vec<&str> {
+    sc.data["status"]["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["version"].as_str())
+        .collect()
 }
 
 async fn set_version(
