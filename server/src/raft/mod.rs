@@ -152,7 +152,8 @@ pub async fn start(
             path: paths.watermark.clone(),
             source,
         })?;
-    let mut log = log_store::LogStore::open(engine.clone(), mark, metrics.clone())
+    let mark = Arc::new(mark);
+    let mut log = log_store::LogStore::open(id, engine.clone(), mark.clone(), metrics.clone())
         .map_err(StartError::Storage)?;
     let state = openraft::storage::RaftLogStorage::get_log_state(&mut log)
         .await
@@ -167,8 +168,8 @@ pub async fn start(
         });
     }
     snapshots.recover().map_err(StartError::Snapshot)?;
-    let network = network::PeerNetwork::new(peers, snapshots.clone());
-    let sm = state_machine::StateMachine::new(store, engine, hub, metrics, snapshots);
+    let network = network::PeerNetwork::new(peers, snapshots.clone(), mark.clone());
+    let sm = state_machine::StateMachine::new(store, engine, hub, metrics, snapshots, mark);
     let raft = OxRaft::new(id, config, network, log, sm)
         .await
         .map_err(StartError::Fatal)?;
