@@ -29,8 +29,9 @@ const RETRY_PAUSE: Duration = Duration::from_millis(30);
 const MAX_BATCH: usize = 512;
 /// Most encoded bytes in one log entry (a single larger request still goes alone).
 const MAX_BATCH_BYTES: usize = 4 << 20;
-/// Batches submitted to Raft at once: one being committed while the next one fills.
-const IN_FLIGHT: usize = 2;
+/// Batches submitted to Raft at once. The leader's flush no longer holds up its Raft core, so
+/// several batches can be on their way through replication while the next one fills.
+const IN_FLIGHT: usize = 4;
 /// Requests waiting for a batch before callers wait to enqueue.
 const QUEUE: usize = 4096;
 

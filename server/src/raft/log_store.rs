@@ -1,9 +1,15 @@
 //! The Raft log and vote on the storage engine, with group commit.
 //!
-//! `append` writes entries into the engine and hands openraft's completion callback to a
-//! flusher thread; the flusher takes every callback that has queued up, issues one engine flush
-//! and only then reports them durable. Concurrent proposals therefore share one fsync, and no
-//! entry is ever acknowledged before it is on disk. Votes are flushed before `save_vote` returns.
+//! openraft 0.9 awaits the append callback inside its core task, before it sends the entries
+//! to followers, which would serialize the leader's fsync and the replication round trip. So
+//! the leader's own appends (entries of the vote it holds as leader) are reported at once and
+//! queued for a flusher thread, which takes everything queued, issues one engine flush (group
+//! commit) and records it in the [`Watermark`]. Nothing a leader has not flushed is applied or
+//! announced as committed: the state machine and the transport wait on the watermark.
+//!
+//! A replicated append is flushed before it is reported, since the follower's answer counts
+//! toward the commit; openraft hands over no other append meanwhile, so it is flushed in place.
+//! Votes are flushed before `save_vote` returns.
 
 // openraft's trait methods fix the error type (`openraft::StorageError`, large); helpers
 // returning it directly avoid a conversion at every call.
@@ -50,28 +56,39 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
     io_err(ErrorSubject::Logs, ErrorVerb::Write, e)
 }
 
+/// Work for the flusher thread.
+enum Flush {
+    /// The leader's own entries up to this index were written (and already reported).
+    Append(u64),
+    /// Answer once everything queued before has been flushed.
+    Barrier(mpsc::SyncSender<()>),
+}
+
 /// The Raft log of one member; cheap to clone (clones share the keyspace and flusher).
 #[derive(Clone)]
 pub struct LogStore {
+    id: u64,
     ks: Arc<dyn Keyspace>,
     engine: Arc<dyn Engine>,
-    flusher: mpsc::Sender<(LogFlushed<TypeConfig>, u64)>,
+    flusher: mpsc::Sender<Flush>,
     watermark: Arc<Watermark>,
     metrics: Arc<crate::http::Metrics>,
+    /// The last vote saved, which tells the leader's own appends from replicated ones.
+    vote: Option<Vote<u64>>,
 }
 
 impl LogStore {
-    /// Opens the log in the engine's `raft` keyspace and starts its flusher thread, which
-    /// records every flushed index in `watermark`.
+    /// Opens the log of member `id` in the engine's `raft` keyspace and starts its flusher
+    /// thread, which records every flushed index in `watermark`.
     pub fn open(
+        id: u64,
         engine: Arc<dyn Engine>,
-        watermark: Watermark,
+        watermark: Arc<Watermark>,
         metrics: Arc<crate::http::Metrics>,
     ) -> Result<Self, crate::storage::StorageError> {
         let ks = engine.keyspace("raft")?;
-        let (tx, rx) = mpsc::channel::<(LogFlushed<TypeConfig>, u64)>();
+        let (tx, rx) = mpsc::channel::<Flush>();
         let flush_engine = engine.clone();
-        let watermark = Arc::new(watermark);
         let flush_watermark = watermark.clone();
         let flush_metrics = metrics.clone();
         std::thread::Builder::new()
@@ -81,13 +98,53 @@ impl LogStore {
                 action: "start the log flusher",
                 source: Box::new(e),
             })?;
-        Ok(Self {
+        let mut log = Self {
+            id,
             ks,
             engine,
             flusher: tx,
             watermark,
             metrics,
+            vote: None,
+        };
+        let unreadable = |e: StorageError| crate::storage::StorageError::Engine {
+            action: "read the raft log",
+            source: Box::new(e),
+        };
+        log.vote = log.get_meta(KEY_VOTE).map_err(unreadable)?;
+        // What the engine holds after opening is on disk.
+        let last = match log.last_entry().map_err(unreadable)? {
+            Some(entry) => Some(entry.log_id),
+            None => log.get_meta::<LogId>(KEY_PURGED).map_err(unreadable)?,
+        };
+        log.watermark.recovered(last.map_or(0, |l| l.index));
+        Ok(log)
+    }
+
+    /// True when `entry` was proposed by this member as the leader of the vote it holds: only
+    /// such an append may be reported before it is flushed (a replicated one never is).
+    fn own_leader_entry(&self, entry: &Entry) -> bool {
+        self.vote.as_ref().is_some_and(|vote| {
+            vote.is_committed()
+                && vote.leader_id().voted_for() == Some(self.id)
+                && entry.log_id.leader_id == *vote.leader_id()
         })
+    }
+
+    /// Waits until every append queued so far is flushed.
+    fn flush_queued(&self) -> Result<(), StorageError> {
+        let stopped = || write_err(std::io::Error::other("log flusher stopped"));
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.flusher
+            .send(Flush::Barrier(tx))
+            .map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?;
+        match self.watermark.flushed() {
+            Some(_) => Ok(()),
+            None => Err(write_err(std::io::Error::other(
+                "the raft log could not be flushed",
+            ))),
+        }
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -119,31 +176,55 @@ impl LogStore {
     }
 }
 
+/// Flushes the engine, so every entry written up to `index` is durable, and records it.
+fn flush_upto(
+    engine: &dyn Engine,
+    watermark: &Watermark,
+    metrics: &crate::http::Metrics,
+    index: u64,
+) -> Result<(), crate::storage::StorageError> {
+    let started = std::time::Instant::now();
+    let result = engine.flush();
+    metrics.observe_wal_fsync(started.elapsed());
+    match &result {
+        Ok(()) => {
+            if let Err(e) = watermark.store(index) {
+                tracing::warn!(path = %watermark.path().display(), error = %e, "cannot record the flushed index");
+            }
+        }
+        Err(_) => watermark.fail(),
+    }
+    result
+}
+
 /// Flushes once for every run of queued appends, then completes all of them.
 fn group_commit(
     engine: &dyn Engine,
     watermark: &Watermark,
     metrics: &crate::http::Metrics,
-    rx: &mpsc::Receiver<(LogFlushed<TypeConfig>, u64)>,
+    rx: &mpsc::Receiver<Flush>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
-        let started = std::time::Instant::now();
-        let result = engine.flush();
-        metrics.observe_wal_fsync(started.elapsed());
-        if result.is_ok() {
-            let highest = waiting.iter().map(|(_, index)| *index).max().unwrap_or(0);
-            if let Err(e) = watermark.store(highest) {
-                tracing::warn!(path = %watermark.path().display(), error = %e, "cannot record the flushed index");
-            }
+        let highest = waiting
+            .iter()
+            .filter_map(|f| match f {
+                Flush::Append(index) => Some(*index),
+                Flush::Barrier(_) => None,
+            })
+            .max();
+        // Barriers alone need no flush: everything queued before them already was.
+        if let Some(highest) = highest
+            && let Err(e) = flush_upto(engine, watermark, metrics, highest)
+        {
+            // The watermark now fails every wait, which stops the member (see `raft::watermark`).
+            tracing::error!(error = %crate::error::chain(&e), "cannot flush the raft log");
         }
-        for (callback, _) in waiting {
-            let outcome = match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(std::io::Error::other(crate::error::chain(e))),
-            };
-            callback.log_io_completed(outcome);
+        for flush in waiting {
+            if let Flush::Barrier(answer) = flush {
+                let _ = answer.send(());
+            }
         }
     }
 }
@@ -193,7 +274,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.engine
                 .flush()
                 .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
-        })
+        })?;
+        self.vote = Some(*vote);
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
@@ -222,20 +305,38 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = WriteBatch::new();
         let mut last_index = 0;
+        let mut own = true;
         for entry in entries {
             last_index = entry.log_id.index;
+            own &= self.own_leader_entry(&entry);
             batch.put(
                 entry_key(entry.log_id.index),
                 postcard::to_stdvec(&entry).map_err(write_err)?,
             );
         }
         self.ks.write(batch).map_err(write_err)?;
+        if !own {
+            // A replicated append: openraft hands over no other append until this one is
+            // reported, so nothing could share its flush; flushing here spares the follower's
+            // answer two thread hand-offs.
+            let result = flush_upto(&*self.engine, &self.watermark, &self.metrics, last_index)
+                .map_err(|e| std::io::Error::other(crate::error::chain(&e)));
+            callback.log_io_completed(result);
+            return Ok(());
+        }
+        // The leader's own entries are readable now, so replication may send them while the
+        // flusher makes them durable.
+        self.watermark.reported_early(last_index);
+        callback.log_io_completed(Ok(()));
         self.flusher
-            .send((callback, last_index))
+            .send(Flush::Append(last_index))
             .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Appends of this member's time as leader may still be queued: let them land first, or
+        // their flush would raise the watermark again over the cut.
+        self.flush_queued()?;
         // Lower the watermark first: a crash mid-way must not make the shorter log look damaged.
         self.watermark
             .lower(log_id.index.saturating_sub(1))

@@ -157,7 +157,8 @@ pub async fn start(
             path: paths.watermark.clone(),
             source,
         })?;
-    let mut log = log_store::LogStore::open(engine.clone(), mark, metrics.clone())
+    let mark = Arc::new(mark);
+    let mut log = log_store::LogStore::open(id, engine.clone(), mark.clone(), metrics.clone())
         .map_err(StartError::Storage)?;
     let state = openraft::storage::RaftLogStorage::get_log_state(&mut log)
         .await
@@ -176,8 +177,8 @@ pub async fn start(
     // must receive it as a Raft snapshot, never replay the log onto an empty store.
     // `oxcd snapshot restore` leaves a marker until that is done (also across a crash).
     let restored = initial.is_some() && paths.restored_marker.exists();
-    let network = network::PeerNetwork::new(peers, snapshots.clone());
-    let sm = state_machine::StateMachine::new(store, engine, hub, metrics, snapshots);
+    let network = network::PeerNetwork::new(peers, snapshots.clone(), mark.clone());
+    let sm = state_machine::StateMachine::new(store, engine, hub, metrics, snapshots, mark);
     let raft = OxRaft::new(id, config, network, log, sm)
         .await
         .map_err(StartError::Fatal)?;

@@ -2,6 +2,10 @@
 //! with openraft's own serde types; snapshots are streamed from an image file
 //! (`peer::transfer`). Connection failures are reported as `Unreachable`, so openraft backs off
 //! instead of spinning on a member that is down.
+//!
+//! A leader tells followers a commit index only as far as its own log is flushed: it counts
+//! itself toward the quorum before its flush completes (`raft::log_store`), and a follower that
+//! applied an entry the leader then lost in a crash could be asked to truncate it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,7 +25,8 @@ use serde::de::DeserializeOwned;
 use tonic::Code;
 
 use super::snapshot::Snapshots;
-use super::types::{MemberNode, TypeConfig};
+use super::types::{LogId, MemberNode, TypeConfig};
+use super::watermark::Watermark;
 use crate::peer::Peers;
 use crate::proto::peerpb::RaftRequest;
 
@@ -30,12 +35,18 @@ use crate::proto::peerpb::RaftRequest;
 pub struct PeerNetwork {
     peers: Arc<Peers>,
     snapshots: Arc<Snapshots>,
+    flushed: Arc<Watermark>,
 }
 
 impl PeerNetwork {
-    /// Raft's transport over `peers`, sending snapshots of `snapshots`.
-    pub fn new(peers: Arc<Peers>, snapshots: Arc<Snapshots>) -> Self {
-        Self { peers, snapshots }
+    /// Raft's transport over `peers`, sending snapshots of `snapshots`; commit indexes sent
+    /// stay within `flushed`.
+    pub fn new(peers: Arc<Peers>, snapshots: Arc<Snapshots>, flushed: Arc<Watermark>) -> Self {
+        Self {
+            peers,
+            snapshots,
+            flushed,
+        }
     }
 }
 
@@ -45,6 +56,7 @@ pub struct PeerLink {
     node: MemberNode,
     peers: Arc<Peers>,
     snapshots: Arc<Snapshots>,
+    flushed: Arc<Watermark>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -56,8 +68,26 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             node: node.clone(),
             peers: self.peers.clone(),
             snapshots: self.snapshots.clone(),
+            flushed: self.flushed.clone(),
         }
     }
+}
+
+/// The commit index `rpc` may carry when this member's log is flushed up to `flushed`: the
+/// leader's, or the highest entry of the message within the flushed part (entries below the
+/// leader's commit index are committed too), or none (the next message carries it).
+fn flushed_commit(rpc: &AppendEntriesRequest<TypeConfig>, flushed: Option<u64>) -> Option<LogId> {
+    let commit = rpc.leader_commit?;
+    let flushed = flushed?;
+    if commit.index <= flushed {
+        return Some(commit);
+    }
+    rpc.entries
+        .iter()
+        .rev()
+        .map(|e| e.log_id)
+        .chain(rpc.prev_log_id)
+        .find(|id| id.index <= flushed)
 }
 
 /// A transport failure as openraft classifies it: a peer that is down or not listening is
@@ -115,9 +145,10 @@ impl PeerLink {
 impl RaftNetwork<TypeConfig> for PeerLink {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, MemberNode, RaftError<u64>>> {
+        rpc.leader_commit = flushed_commit(&rpc, self.flushed.commit_limit());
         self.call(&rpc, &option, false).await
     }
 
@@ -150,5 +181,39 @@ impl RaftNetwork<TypeConfig> for PeerLink {
             closed = cancel => Err(StreamingError::Closed(closed)),
             sent = send => sent,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, Vote};
+
+    use super::*;
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(2, 1), index)
+    }
+
+    fn request(prev: u64, last: u64, commit: u64) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(2, 1),
+            prev_log_id: Some(log_id(prev)),
+            entries: (prev + 1..=last)
+                .map(|i| Entry {
+                    log_id: log_id(i),
+                    payload: EntryPayload::Blank,
+                })
+                .collect(),
+            leader_commit: Some(log_id(commit)),
+        }
+    }
+
+    #[test]
+    fn followers_learn_a_commit_index_only_as_far_as_the_leader_has_flushed() {
+        assert_eq!(flushed_commit(&request(5, 8, 7), Some(9)), Some(log_id(7)));
+        assert_eq!(flushed_commit(&request(5, 8, 7), Some(6)), Some(log_id(6)));
+        assert_eq!(flushed_commit(&request(5, 8, 7), Some(5)), Some(log_id(5)));
+        assert_eq!(flushed_commit(&request(5, 8, 7), Some(4)), None);
+        assert_eq!(flushed_commit(&request(5, 8, 7), None), None);
     }
 }

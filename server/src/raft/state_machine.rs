@@ -4,6 +4,10 @@
 //! and membership, so after a crash the member resumes exactly after the last entry whose effects
 //! are on disk and never re-applies one. The durable store is its own snapshot: building one
 //! only flushes, so Raft may then purge the log before it.
+//!
+//! An entry is applied only once this member's copy of the log is flushed up to it: a leader
+//! reports its appends to openraft before flushing them (see `raft::log_store`), so without
+//! that wait it could answer a client for an entry that a crash would take back.
 
 // openraft's trait methods fix the error type (`openraft::StorageError`, large); helpers
 // returning it directly avoid a conversion at every call.
@@ -21,6 +25,7 @@ use super::snapshot::{SnapshotData, Snapshots};
 use super::types::{
     Applied, Command, CommandResult, Entry, LogId, MemberNode, StorageError, TypeConfig,
 };
+use super::watermark::Watermark;
 use crate::error::EtcdError;
 use crate::mvcc::watch_hub::{WatchHub, group_by_revision};
 use crate::mvcc::{ApplyBatch, KvRead, MvccStore, ops};
@@ -53,16 +58,19 @@ pub struct StateMachine {
     hub: Arc<WatchHub>,
     metrics: Arc<crate::http::Metrics>,
     snapshots: Arc<Snapshots>,
+    flushed: Arc<Watermark>,
 }
 
 impl StateMachine {
-    /// A state machine applying to `store`, which lives in `engine`, announcing to `hub`.
+    /// A state machine applying to `store`, which lives in `engine`, announcing to `hub`;
+    /// entries are applied once `flushed` covers them.
     pub fn new(
         store: Arc<MvccStore>,
         engine: Arc<dyn Engine>,
         hub: Arc<WatchHub>,
         metrics: Arc<crate::http::Metrics>,
         snapshots: Arc<Snapshots>,
+        flushed: Arc<Watermark>,
     ) -> Self {
         Self {
             store,
@@ -70,6 +78,7 @@ impl StateMachine {
             hub,
             metrics,
             snapshots,
+            flushed,
         }
     }
 
@@ -266,8 +275,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            self.flushed
+                .wait_reported(last.log_id.index)
+                .await
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        }
         let mut batch = self.store.begin_apply();
-        let mut results = Vec::new();
+        let mut results = Vec::with_capacity(entries.len());
         let mut last = None;
         let mut versions = None;
         for entry in entries {

@@ -36,9 +36,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Oxc
             )
             .expect("snapshots"),
         );
-        let mark = Watermark::open(&dir.path().join("flushed-index")).expect("watermark");
-        let log = LogStore::open(engine.clone(), mark, metrics.clone()).expect("log");
-        let sm = StateMachine::new(store, engine, hub, metrics, snapshots);
+        let mark = Arc::new(Watermark::open(&dir.path().join("flushed-index")).expect("watermark"));
+        let log = LogStore::open(1, engine.clone(), mark.clone(), metrics.clone()).expect("log");
+        let sm = StateMachine::new(store, engine, hub, metrics, snapshots, mark);
         Ok((dir, log, sm))
     }
 }

@@ -1,7 +1,13 @@
-//! The flushed-index watermark: a tiny file beside the store recording the highest log index the
-//! store has flushed. If the engine later comes up with a shorter log, its files were damaged or
-//! replaced and acknowledged writes may be gone, so the member refuses to start instead of
-//! silently serving less than it acknowledged.
+//! The flushed-index watermark: the highest log index the store has flushed, kept in memory for
+//! what must wait for durability and in a tiny file beside the store. If the engine later comes
+//! up with a shorter log than the file records, its files were damaged or replaced and
+//! acknowledged writes may be gone, so the member refuses to start instead of silently serving
+//! less than it acknowledged.
+//!
+//! The leader reports its own appends to openraft before they are flushed, so replication
+//! overlaps its fsync (as etcd does); everything that makes an entry count as committed outside
+//! the leader's memory (applying it, answering the client, telling followers the commit index)
+//! first waits here until the leader's own copy is flushed.
 //!
 //! The file is rewritten (without fsync) after every group-commit flush, so it can only lag the
 //! durable log, never lead it; it is lowered, durably, before a log truncation.
@@ -10,16 +16,37 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The watermark file of one member.
+use tokio::sync::watch;
+
+/// What has been flushed so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flushed {
+    /// Every entry up to this index is on disk.
+    Upto(u64),
+    /// A flush failed: nothing queued since may be counted durable.
+    Failed,
+}
+
+/// A flush failed, so the entries waited for may never become durable.
+#[derive(Debug, thiserror::Error)]
+#[error("the raft log could not be flushed")]
+pub struct FlushFailed;
+
+/// The watermark of one member.
 #[derive(Debug)]
 pub struct Watermark {
     file: File,
     path: PathBuf,
+    flushed: watch::Sender<Flushed>,
+    /// The highest index reported to openraft before it was flushed (the leader's own).
+    reported: AtomicU64,
 }
 
 impl Watermark {
-    /// Opens (creating if needed) the watermark at `path`.
+    /// Opens (creating if needed) the watermark at `path`; nothing counts as flushed in memory
+    /// until [`Watermark::recovered`] says what the store holds.
     pub fn open(path: &Path) -> io::Result<Self> {
         let file = OpenOptions::new()
             .read(true)
@@ -30,6 +57,8 @@ impl Watermark {
         Ok(Self {
             file,
             path: path.to_path_buf(),
+            flushed: watch::Sender::new(Flushed::Upto(0)),
+            reported: AtomicU64::new(0),
         })
     }
 
@@ -49,15 +78,91 @@ impl Watermark {
         out
     }
 
-    /// Records `index` as flushed (no fsync: a lagging watermark is harmless).
+    /// Counts the log found on disk at start (up to `index`) as flushed: it was read back.
+    pub fn recovered(&self, index: u64) {
+        self.flushed.send_replace(Flushed::Upto(index));
+    }
+
+    /// Records `index` as flushed: wakes its waiters, then rewrites the file (no fsync: a
+    /// lagging file is harmless).
     pub fn store(&self, index: u64) -> io::Result<()> {
+        self.flushed.send_if_modified(|f| match f {
+            Flushed::Upto(old) if *old < index => {
+                *f = Flushed::Upto(index);
+                true
+            }
+            _ => false,
+        });
         self.file.write_all_at(&Self::encode(index), 0)
+    }
+
+    /// Records that entries up to `index` were reported to openraft before being flushed.
+    pub fn reported_early(&self, index: u64) {
+        self.reported.fetch_max(index, Ordering::AcqRel);
     }
 
     /// Lowers the watermark to `index` durably, before the log is cut back.
     pub fn lower(&self, index: u64) -> io::Result<()> {
+        self.reported.fetch_min(index, Ordering::AcqRel);
+        self.flushed.send_if_modified(|f| match f {
+            Flushed::Upto(old) if *old > index => {
+                *f = Flushed::Upto(index);
+                true
+            }
+            _ => false,
+        });
         self.file.write_all_at(&Self::encode(index), 0)?;
         self.file.sync_data()
+    }
+
+    /// Records that a flush failed: waiters get [`FlushFailed`] from now on.
+    pub fn fail(&self) {
+        self.flushed.send_replace(Flushed::Failed);
+    }
+
+    /// The highest index known flushed (`None` after a failed flush).
+    pub fn flushed(&self) -> Option<u64> {
+        match *self.flushed.borrow() {
+            Flushed::Upto(index) => Some(index),
+            Flushed::Failed => None,
+        }
+    }
+
+    /// The highest index followers may be told is committed: the flushed index while entries
+    /// reported early are still being flushed, any otherwise (`None` after a failed flush).
+    pub fn commit_limit(&self) -> Option<u64> {
+        let flushed = self.flushed()?;
+        if self.reported.load(Ordering::Acquire) > flushed {
+            Some(flushed)
+        } else {
+            Some(u64::MAX)
+        }
+    }
+
+    /// Waits until the entries up to `index` that were reported early are flushed; the others
+    /// were flushed before openraft learnt of them.
+    pub async fn wait_reported(&self, index: u64) -> Result<(), FlushFailed> {
+        let index = index.min(self.reported.load(Ordering::Acquire));
+        if self.flushed().is_some_and(|at| at >= index) {
+            return Ok(());
+        }
+        self.wait(index).await
+    }
+
+    /// Waits until every entry up to `index` is flushed.
+    pub async fn wait(&self, index: u64) -> Result<(), FlushFailed> {
+        let mut rx = self.flushed.subscribe();
+        let reached = rx
+            .wait_for(|f| match f {
+                Flushed::Upto(at) => *at >= index,
+                Flushed::Failed => true,
+            })
+            .await
+            .map_err(|_| FlushFailed)?;
+        match *reached {
+            Flushed::Upto(_) => Ok(()),
+            Flushed::Failed => Err(FlushFailed),
+        }
     }
 
     /// Where the file lives.
@@ -83,5 +188,37 @@ mod tests {
         assert_eq!(Watermark::load(&path), Some(7));
         std::fs::write(&path, b"garbage garbage!").unwrap();
         assert_eq!(Watermark::load(&path), None);
+    }
+
+    #[tokio::test]
+    async fn waiters_wake_once_their_index_is_flushed_and_fail_after_a_failed_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = std::sync::Arc::new(Watermark::open(&dir.path().join("w")).unwrap());
+        w.recovered(3);
+        assert!(w.wait(3).await.is_ok());
+        let waiter = tokio::spawn({
+            let w = w.clone();
+            async move { w.wait(5).await }
+        });
+        w.store(4).unwrap();
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        w.store(5).unwrap();
+        assert!(waiter.await.unwrap().is_ok());
+        w.lower(2).unwrap();
+        assert_eq!(w.flushed(), Some(2));
+        // Only what was reported before its flush is waited for.
+        assert!(w.wait_reported(100).await.is_ok());
+        w.reported_early(4);
+        let waiter = tokio::spawn({
+            let w = w.clone();
+            async move { w.wait_reported(100).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        w.store(4).unwrap();
+        assert!(waiter.await.unwrap().is_ok());
+        w.fail();
+        assert!(w.wait(1).await.is_err());
     }
 }

@@ -38,6 +38,14 @@ enum Cmd {
         /// Write the chart (PNG) here.
         #[arg(long)]
         chart: Option<PathBuf>,
+        /// Only these cluster sizes (repeatable; default 1 and 3).
+        #[arg(long = "members")]
+        members: Vec<usize>,
+        /// Only the workloads of the full profile with these names (repeatable, e.g.
+        /// `--only put@1 --only txn-put@256`), at the `--quick` request counts if given: a
+        /// targeted before/after run of the rows a change is about.
+        #[arg(long = "only")]
+        only: Vec<String>,
     },
 }
 
@@ -52,11 +60,19 @@ fn main() -> anyhow::Result<()> {
             rounds,
             markdown,
             chart,
+            members,
+            only,
         } => runtime.block_on(workloads::compare(workloads::Options {
             quick,
             rounds: rounds.unwrap_or(if quick { 2 } else { 3 }),
             markdown,
             chart,
+            members: if members.is_empty() {
+                vec![1, 3]
+            } else {
+                members
+            },
+            only,
         })),
     }
 }

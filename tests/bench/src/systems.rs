@@ -59,6 +59,16 @@ impl Binaries {
                 bail!("{} not found: run e2e/toolchain/install", p.display())
             }
         };
+        // A prebuilt binary (e.g. one kept per commit for a before/after run) skips the build.
+        if let Some(oxcd) = std::env::var_os("OXCD_BENCH_OXCD") {
+            return Ok(Self {
+                etcd: need("etcd-3.6")?,
+                etcdctl: need("etcdctl-3.6")?,
+                etcdutl: need("etcdutl-3.6")?,
+                benchmark: need("benchmark")?,
+                oxcd: PathBuf::from(oxcd),
+            });
+        }
         eprintln!("building oxcd (release)...");
         // A target dir of its own: building the oxcd package alone resolves shared
         // dependencies' features differently from building this tool, and in one target dir

@@ -22,6 +22,10 @@ pub struct Options {
     pub markdown: Option<PathBuf>,
     /// Where to write the chart.
     pub chart: Option<PathBuf>,
+    /// The cluster sizes to run.
+    pub members: Vec<usize>,
+    /// Workload names to run (from the full profile); empty for the whole profile.
+    pub only: Vec<String>,
 }
 
 /// How a workload is driven.
@@ -65,8 +69,26 @@ fn rust(name: &str, op: Op, clients: usize, total: usize) -> Workload {
     }
 }
 
+/// The workloads to run for one cluster size: the profile's, or the named ones of the full
+/// profile (at the quick profile's request counts when `quick`).
+fn selected(opts: &Options, size: usize) -> Vec<Workload> {
+    if opts.only.is_empty() {
+        return workloads(opts.quick, size);
+    }
+    workloads_scaled(opts.quick, size, false)
+        .into_iter()
+        .filter(|w| opts.only.contains(&w.name))
+        .collect()
+}
+
 /// The workloads of a profile for one cluster size.
 fn workloads(quick: bool, size: usize) -> Vec<Workload> {
+    workloads_scaled(quick, size, quick)
+}
+
+/// The workloads of the quick profile (`subset`) or of the full one, with request counts
+/// halved when `quick`.
+fn workloads_scaled(quick: bool, size: usize, subset: bool) -> Vec<Workload> {
     let scale = |n: usize| if quick { n / 2 } else { n };
     let put = |clients: usize, total: usize, txn: bool| {
         let total = scale(total).to_string();
@@ -87,7 +109,7 @@ fn workloads(quick: bool, size: usize) -> Vec<Workload> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         tool(&name, clients, &args)
     };
-    if quick {
+    if subset {
         let mut list = vec![put(256, 40_000, true)];
         if size == 1 {
             list.insert(0, put(1, 4_000, false));
@@ -241,11 +263,11 @@ pub async fn compare(opts: Options) -> Result<()> {
     let bins = Binaries::locate()?;
     let mut report = Report::default();
     let started = Instant::now();
-    for size in [1usize, 3] {
+    for &size in &opts.members {
         eprintln!("== {size} member(s): starting etcd and oxcd");
         let etcd = Cluster::start(System::Etcd, size, &bins).await?;
         let oxcd = Cluster::start(System::Oxcd, size, &bins).await?;
-        for w in workloads(opts.quick, size) {
+        for w in selected(&opts, size) {
             let mut samples = (Vec::new(), Vec::new());
             for round in 0..opts.rounds {
                 // Alternate which system goes first, so drift in the machine hits both.
