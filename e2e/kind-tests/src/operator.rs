@@ -34,6 +34,23 @@ async fn kubectl(args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs `scenario` against the operator of `deploy/` in a temporary namespace named after
+/// `prefix`: installs the operator first and removes it afterwards, also when the scenario
+/// fails. Without a kind cluster (and `OXCD_KIND_REQUIRED` unset) it does nothing.
+pub async fn with_operator<F, Fut>(prefix: &str, scenario: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let Some(client) = crate::kind_client().await? else {
+        return Ok(());
+    };
+    install_operator(&client).await?;
+    let outcome = crate::with_temp_ns(&client, prefix, scenario).await;
+    let removed = uninstall_operator().await;
+    outcome.and(removed)
+}
+
 /// Installs the operator with `kubectl apply -f deploy/` and waits until it runs; `uninstall`
 /// removes it.
 pub async fn install_operator(client: &Client) -> anyhow::Result<()> {

@@ -15,12 +15,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use kube::{Api, Client};
-use oxcd_kind_tests::operator::{
-    MemberClient, install_operator, operator_logs, uninstall_operator,
-};
+use oxcd_kind_tests::operator::{MemberClient, operator_logs, with_operator};
 use oxcd_kind_tests::s3::deploy_s3;
 use oxcd_kind_tests::store_cluster::{await_ready, await_store_cluster, store_clusters};
-use oxcd_kind_tests::{kind_client, with_temp_ns};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -32,16 +29,10 @@ const KEYS: usize = 50;
 #[tokio::test]
 async fn scheduled_backup_lands_in_s3_with_the_checksum_and_revision_the_status_reports()
 -> anyhow::Result<()> {
-    let Some(client) = kind_client().await? else {
-        return Ok(());
-    };
-    install_operator(&client).await?;
-    let outcome = with_temp_ns(&client, "backup", |client, ns| async move {
+    with_operator("backup", |client, ns| async move {
         scenario(&client, &ns).await
     })
-    .await;
-    let removed = uninstall_operator().await;
-    outcome.and(removed)
+    .await
 }
 
 async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {

@@ -14,13 +14,9 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use kube::{Api, Client};
-use oxcd_kind_tests::operator::{
-    MemberClient, install_operator, operator_logs, uninstall_operator,
-};
+use oxcd_kind_tests::operator::{MemberClient, operator_logs, with_operator};
 use oxcd_kind_tests::store_cluster::{self, CLUSTER_WAIT, await_ready, is_ready, store_clusters};
-use oxcd_kind_tests::{
-    await_condition, busybox_image, exec, kind_client, pod_running, with_temp_ns,
-};
+use oxcd_kind_tests::{await_condition, busybox_image, exec, pod_running};
 use serde_json::json;
 
 /// Bound of every wait for the cluster to reach a state.
@@ -30,16 +26,10 @@ const CLIENT_SECRET: &str = "store-client-tls";
 
 #[tokio::test]
 async fn store_cluster_forms_survives_pod_loss_enforces_policy_and_scales() -> anyhow::Result<()> {
-    let Some(client) = kind_client().await? else {
-        return Ok(());
-    };
-    install_operator(&client).await?;
-    let outcome = with_temp_ns(&client, "operator", |client, ns| async move {
+    with_operator("operator", |client, ns| async move {
         scenario(&client, &ns).await
     })
-    .await;
-    let removed = uninstall_operator().await;
-    outcome.and(removed)
+    .await
 }
 
 async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {

@@ -15,12 +15,10 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, Client};
-use oxcd_kind_tests::operator::{
-    MemberClient, install_operator, operator_logs, uninstall_operator,
-};
+use oxcd_kind_tests::operator::{MemberClient, operator_logs, with_operator};
+use oxcd_kind_tests::repo_root;
 use oxcd_kind_tests::s3::deploy_s3;
 use oxcd_kind_tests::store_cluster::{await_store_cluster, condition_reason, events, is_ready};
-use oxcd_kind_tests::{kind_client, repo_root, with_temp_ns};
 
 const CLUSTER: &str = "store";
 const BROKEN: &str = "broken";
@@ -39,16 +37,10 @@ const FAILURE_WAIT: Duration = Duration::from_secs(300);
 #[tokio::test]
 async fn a_lost_cluster_comes_back_from_its_latest_backup_and_a_corrupt_one_is_never_created()
 -> anyhow::Result<()> {
-    let Some(client) = kind_client().await? else {
-        return Ok(());
-    };
-    install_operator(&client).await?;
-    let outcome = with_temp_ns(&client, "restore", |client, ns| async move {
+    with_operator("restore", |client, ns| async move {
         scenario(&client, &ns).await
     })
-    .await;
-    let removed = uninstall_operator().await;
-    outcome.and(removed)
+    .await
 }
 
 /// The runbook's restored StoreCluster (its only YAML block), aimed at the test's S3 server.
