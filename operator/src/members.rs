@@ -39,6 +39,9 @@ pub struct MemberHealth {
     pub applied_index: u64,
     /// The leader it knows (0: none).
     pub leader: u64,
+    /// The downgrade target (an oxcd release version) as this member has applied it, while a
+    /// downgrade is enabled.
+    pub downgrade: Option<String>,
 }
 
 /// One member of the membership, with its status when it answered.
@@ -251,6 +254,10 @@ impl Members {
             release: None,
             applied_index: status.raft_applied_index(),
             leader: status.leader(),
+            downgrade: status
+                .downgrade_info()
+                .filter(|info| info.enabled())
+                .map(|info| info.target_version().to_owned()),
         })
     }
 

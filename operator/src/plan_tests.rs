@@ -21,6 +21,7 @@ fn member(ordinal: u32, learner: bool, applied: Option<u64>, leader: u64) -> Obs
             release: None,
             applied_index,
             leader,
+            downgrade: None,
         }),
         lost_data: false,
     }

@@ -87,6 +87,8 @@ pub enum RolloutWait {
     SnapshotPending,
     /// That snapshot failed: no member is restarted without one.
     SnapshotFailed,
+    /// A downgrade was enabled but a member has not applied it yet.
+    DowngradePending,
 }
 
 /// Whether `step` would start the rollout to `observed`'s current revision: it touches a
@@ -125,6 +127,21 @@ pub fn downgrade_target(target: &str, allowed: bool, membership: &Membership) ->
         }
         _ => None,
     }
+}
+
+/// Whether every member has applied the enabled downgrade to `target` (`major.minor`), as its
+/// own Status reports it. Until then no member may restart on the older release: one that had not
+/// applied the enable entry would find "cluster version above mine, no downgrade" in its store,
+/// refuse to start, and never catch up (etcd asks the same wait of its operators before
+/// replacing binaries). A member that does not answer has not shown it.
+pub fn downgrade_applied(target: &str, membership: &Membership) -> bool {
+    let prefix = format!("{target}.");
+    membership.members.iter().all(|m| {
+        m.health
+            .as_ref()
+            .and_then(|h| h.downgrade.as_deref())
+            .is_some_and(|applied| applied == target || applied.starts_with(&prefix))
+    })
 }
 
 /// Whether `target` is out of reach of the members in one step: another major, a minor more
@@ -349,6 +366,9 @@ pub fn rolling_out(cluster: &ValidatedCluster, step: &RolloutStep) -> Option<Str
                     "spec.version is at most one minor above the lowest member version (set an intermediate version first)"
                 }
                 RolloutWait::SnapshotPending => "the snapshot taken before the rollout is uploaded",
+                RolloutWait::DowngradePending => {
+                    "every member has applied the enabled downgrade"
+                }
                 RolloutWait::SnapshotFailed => {
                     "a snapshot before the rollout succeeds (it failed: see status.backup; fix the backups or remove spec.backup)"
                 }

@@ -26,6 +26,7 @@ fn membership(leader: u32, applied: [u64; 3]) -> Membership {
                     release: None,
                     applied_index: applied[o as usize],
                     leader: 100 + u64::from(leader),
+                    downgrade: None,
                 }),
                 lost_data: false,
             })
@@ -311,6 +312,38 @@ fn a_downgrade_enables_the_lower_cluster_version_first_and_skips_are_refused() {
     );
     let done = with_releases(["0.1.3", "0.1.3", "0.1.3"]);
     assert_eq!(downgrade_target("0.1.3", true, &done), None);
+}
+
+#[test]
+fn no_member_restarts_onto_a_downgrade_before_every_member_applied_it() {
+    let with_applied = |applied: [Option<&str>; 3]| {
+        let mut cluster = membership(0, [1, 1, 1]);
+        for (member, target) in cluster.members.iter_mut().zip(applied) {
+            if let Some(h) = member.health.as_mut() {
+                h.downgrade = target.map(str::to_owned);
+            }
+        }
+        cluster
+    };
+    assert!(downgrade_applied(
+        "0.1",
+        &with_applied([Some("0.1.0"), Some("0.1.0"), Some("0.1")])
+    ));
+    // The member that served the Downgrade call applied it; one follower has not yet.
+    assert!(!downgrade_applied(
+        "0.1",
+        &with_applied([Some("0.1.0"), None, Some("0.1.0")])
+    ));
+    assert!(
+        !downgrade_applied("0.1", &with_applied([Some("0.10.0"); 3])),
+        "another minor is not this target"
+    );
+    let mut silent = with_applied([Some("0.1.0"); 3]);
+    silent.members[2].health = None;
+    assert!(
+        !downgrade_applied("0.1", &silent),
+        "a member that does not answer has not shown it"
+    );
 }
 
 #[test]

@@ -26,6 +26,7 @@ fn membership(healthy: &[bool], leader_ordinal: u32, versions: &[&str]) -> Membe
                         release: None,
                         applied_index: 10,
                         leader: 0xa0 + u64::from(leader_ordinal),
+                        downgrade: None,
                     }),
                     lost_data: false,
                 }

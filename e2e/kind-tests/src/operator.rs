@@ -17,7 +17,7 @@ use crate::wait::{await_condition, deployment_available};
 /// Namespace of the operator installed from `deploy/`.
 pub const OPERATOR_NAMESPACE: &str = "oxcd-system";
 
-async fn kubectl(args: &[&str]) -> anyhow::Result<String> {
+pub(crate) async fn kubectl(args: &[&str]) -> anyhow::Result<String> {
     let out = tokio::process::Command::new("kubectl")
         .args(args)
         .current_dir(repo_root())

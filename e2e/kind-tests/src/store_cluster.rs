@@ -10,7 +10,7 @@ use kube::api::ListParams;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
 
-use crate::operator::operator_logs;
+use crate::operator::{kubectl, operator_logs};
 
 /// Bound of every wait for a StoreCluster to reach a state (members pull images, volumes are
 /// provisioned).
@@ -72,12 +72,38 @@ pub async fn await_store_cluster(
         if tokio::time::Instant::now() > deadline {
             let status = sc.map(|sc| sc.data["status"].to_string());
             bail!(
-                "StoreCluster {name}: not {what} after {wait:?}\nstatus: {status:?}\noperator:\n{}",
-                operator_logs().await
+                "StoreCluster {name}: not {what} after {wait:?}\nstatus: {status:?}\noperator:\n{}\nmembers:\n{}",
+                operator_logs().await,
+                member_logs(ns, name).await
             );
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+}
+
+/// The last lines each member pod of StoreCluster `name` logged, this container's and, after a
+/// restart, the previous one's (where a member that refuses to start says why).
+async fn member_logs(ns: &str, name: &str) -> String {
+    let selector = format!("app.kubernetes.io/name=oxcd,app.kubernetes.io/instance={name}");
+    let mut logs = String::new();
+    for previous in ["--previous=false", "--previous=true"] {
+        let out = kubectl(&[
+            "logs",
+            "-n",
+            ns,
+            "-l",
+            &selector,
+            "-c",
+            "oxcd",
+            "--prefix",
+            "--tail=20",
+            previous,
+        ])
+        .await
+        .unwrap_or_else(|error| format!("(no logs {previous}: {error:#})\n"));
+        logs.push_str(&out);
+    }
+    logs
 }
 
 /// Waits (at most [`CLUSTER_WAIT`]) until StoreCluster `name` is Available with `voters` ready

@@ -16,8 +16,8 @@ use crate::build::build_backup_job;
 use crate::members::{Members, Membership};
 use crate::names::Names;
 use crate::rollout::{
-    Observed, PodState, RolloutStep, RolloutWait, downgrade_target, plan_rollout, skips_a_minor,
-    starts_rollout, upgrade_status,
+    Observed, PodState, RolloutStep, RolloutWait, downgrade_applied, downgrade_target,
+    plan_rollout, skips_a_minor, starts_rollout, upgrade_status,
 };
 use crate::validate::ValidatedCluster;
 
@@ -88,10 +88,11 @@ impl Rollout<'_> {
         let spec = &self.validated.spec;
         // A downgrade lowers the cluster version first: older members are refused until then.
         let allowed = spec.allow_downgrade.unwrap_or(false);
-        if let Some(target) = downgrade_target(&spec.version, allowed, membership)
+        let downgrade = downgrade_target(&spec.version, allowed, membership);
+        if let Some(target) = &downgrade
             && self
                 .members
-                .ensure_downgrade(&target)
+                .ensure_downgrade(target)
                 .await
                 .map_err(ReconcileError::Membership)?
         {
@@ -108,6 +109,12 @@ impl Rollout<'_> {
         }
         let mut step = if skips_a_minor(&spec.version, membership) {
             RolloutStep::Wait(RolloutWait::VersionSkew)
+        } else if downgrade
+            .as_deref()
+            .is_some_and(|target| !downgrade_applied(target, membership))
+        {
+            // `membership` was read before this reconcile enabled it: the next one looks again.
+            RolloutStep::Wait(RolloutWait::DowngradePending)
         } else {
             plan_rollout(
                 membership,
