@@ -297,7 +297,7 @@ pub async fn run(
     }
     for (https, listener) in peer_listeners {
         let router = Server::builder().add_service(
-            PeerServer::new(PeerService::new(member.clone()))
+            PeerServer::new(PeerService::new(member.clone(), stop_rx.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );
