@@ -187,6 +187,7 @@ pub async fn run(
     // Listeners first: a port in use fails the start before anything is initialized.
     let peer_listeners = bind_all("--listen-peer-urls", &cfg.listen_peer_urls).await?;
     let listeners = bind_all("--listen-client-urls", &cfg.listen_client_urls).await?;
+    let applied = Arc::new(crate::raft::watermark::AppliedIndex::default());
     let state = RaftState {
         engine: engine.clone(),
         store: store.clone(),
@@ -194,6 +195,7 @@ pub async fn run(
         metrics: metrics.clone(),
         snapshots: snapshots.clone(),
         peers: peers.clone(),
+        applied: applied.clone(),
     };
     let paths = RaftPaths {
         watermark: data_dir.watermark_path(),
@@ -212,6 +214,7 @@ pub async fn run(
     };
     let member = Arc::new_cyclic(|weak| Member {
         raft: raft.clone(),
+        applied,
         store,
         engine: engine.clone(),
         hub,
@@ -297,7 +300,7 @@ pub async fn run(
     }
     for (https, listener) in peer_listeners {
         let router = Server::builder().add_service(
-            PeerServer::new(PeerService::new(member.clone()))
+            PeerServer::new(PeerService::new(member.clone(), stop_rx.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );

@@ -51,6 +51,8 @@ pub struct Limits {
 pub struct Member {
     /// The Raft node.
     pub raft: OxRaft,
+    /// What the state machine has applied, announced before openraft's metrics learn it.
+    pub applied: Arc<crate::raft::watermark::AppliedIndex>,
     /// The multi-version store.
     pub store: Arc<MvccStore>,
     /// The storage engine under the store.

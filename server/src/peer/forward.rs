@@ -71,18 +71,21 @@ impl Member {
         }
     }
 
-    /// Waits (until `deadline`) until this member has applied log index `index`.
+    /// Waits (until `deadline`) until this member has applied log index `index`: whichever
+    /// learns it first of the state machine's own record and openraft's metrics (which also
+    /// see snapshot installations).
     pub async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), EtcdError> {
         let left = deadline.saturating_duration_since(Instant::now());
-        self.raft
-            .wait(Some(left))
-            .applied_index_at_least(Some(index), "forwarded request")
-            .await
-            .map(|_| ())
-            .map_err(|e| match e {
+        let wait = self.raft.wait(Some(left));
+        let metrics = wait.applied_index_at_least(Some(index), "forwarded request");
+        tokio::select! {
+            biased;
+            () = self.applied.reached(index) => Ok(()),
+            waited = metrics => waited.map(|_| ()).map_err(|e| match e {
                 openraft::metrics::WaitError::Timeout(..) => EtcdError::Timeout,
                 openraft::metrics::WaitError::ShuttingDown => EtcdError::Stopped,
-            })
+            }),
+        }
     }
 
     /// Waits until this member has applied everything committed before the call (ReadIndex,

@@ -2,6 +2,7 @@
 //! replication (`raft::network`), snapshot transfer and the requests a follower hands to its
 //! leader (`forward`); the receiving side is `service`.
 
+pub mod append_stream;
 pub mod forward;
 pub mod read_index;
 pub mod service;

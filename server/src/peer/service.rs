@@ -28,35 +28,18 @@ use crate::raft::{Command, TypeConfig};
 /// The peer service of one member.
 pub struct PeerService {
     member: Arc<Member>,
+    /// Turns true when the member shuts down: ends the long-lived AppendEntries streams.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl PeerService {
-    /// The peer service of `member`.
-    pub fn new(member: Arc<Member>) -> Self {
-        Self { member }
+    /// The peer service of `member`, until `stop` turns true.
+    pub fn new(member: Arc<Member>, stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        Self { member, stop }
     }
 
     fn check(&self, header: Option<&PeerHeader>) -> Result<(), Status> {
-        let Some(h) = header else {
-            return Err(Status::invalid_argument(
-                "oxcd: peer request without header",
-            ));
-        };
-        let ours = self.member.identity.cluster_id;
-        if h.cluster_id != ours {
-            tracing::warn!(from = %format!("{:x}", h.from), cluster = %format!("{:x}", h.cluster_id), "refused a peer request from another cluster");
-            return Err(Status::failed_precondition(format!(
-                "oxcd: request from cluster {:x}, this member belongs to cluster {ours:x} (different --initial-cluster-token or --initial-cluster?)",
-                h.cluster_id
-            )));
-        }
-        if h.to != self.member.identity.member_id {
-            return Err(Status::failed_precondition(format!(
-                "oxcd: request for member {:x} reached member {:x}",
-                h.to, self.member.identity.member_id
-            )));
-        }
-        Ok(())
+        check_header(&self.member, header)
     }
 
     fn require_leader(&self) -> Result<(), Status> {
@@ -68,12 +51,36 @@ impl PeerService {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
+/// Refuses a request from another cluster, or meant for another member than `member`.
+pub(super) fn check_header(member: &Member, header: Option<&PeerHeader>) -> Result<(), Status> {
+    let Some(h) = header else {
+        return Err(Status::invalid_argument(
+            "oxcd: peer request without header",
+        ));
+    };
+    let ours = member.identity.cluster_id;
+    if h.cluster_id != ours {
+        tracing::warn!(from = %format!("{:x}", h.from), cluster = %format!("{:x}", h.cluster_id), "refused a peer request from another cluster");
+        return Err(Status::failed_precondition(format!(
+            "oxcd: request from cluster {:x}, this member belongs to cluster {ours:x} (different --initial-cluster-token or --initial-cluster?)",
+            h.cluster_id
+        )));
+    }
+    if h.to != member.identity.member_id {
+        return Err(Status::failed_precondition(format!(
+            "oxcd: request for member {:x} reached member {:x}",
+            h.to, member.identity.member_id
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
     postcard::from_bytes(bytes)
         .map_err(|e| Status::invalid_argument(format!("oxcd: undecodable raft message: {e}")))
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Status> {
+pub(super) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Status> {
     postcard::to_stdvec(value)
         .map_err(|e| Status::internal(format!("oxcd: unencodable raft message: {e}")))
 }
@@ -91,6 +98,17 @@ impl Peer for PeerService {
         Ok(Response::new(RaftReply {
             payload: encode(&answer)?,
         }))
+    }
+
+    async fn append_entries_stream(
+        &self,
+        request: Request<Streaming<RaftRequest>>,
+    ) -> Result<Response<super::append_stream::ReplyStream>, Status> {
+        Ok(Response::new(super::append_stream::serve(
+            self.member.clone(),
+            request.into_inner(),
+            self.stop.clone(),
+        )))
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {

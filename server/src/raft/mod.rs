@@ -114,6 +114,8 @@ pub struct RaftState {
     pub snapshots: Arc<snapshot::Snapshots>,
     /// Channels to the other members.
     pub peers: Arc<crate::peer::Peers>,
+    /// Where the state machine announces what it applied.
+    pub applied: Arc<watermark::AppliedIndex>,
 }
 
 /// Starts this member's Raft node. A member that has never been part of a cluster initializes
@@ -133,6 +135,7 @@ pub async fn start(
         metrics,
         snapshots,
         peers,
+        applied,
     } = state;
     let config = Config {
         cluster_name: "oxcd".into(),
@@ -178,7 +181,8 @@ pub async fn start(
     // `oxcd snapshot restore` leaves a marker until that is done (also across a crash).
     let restored = initial.is_some() && paths.restored_marker.exists();
     let network = network::PeerNetwork::new(peers, snapshots.clone(), mark.clone());
-    let sm = state_machine::StateMachine::new(store, engine, hub, metrics, snapshots, mark);
+    let sm =
+        state_machine::StateMachine::new(store, engine, hub, metrics, snapshots, (mark, applied));
     let raft = OxRaft::new(id, config, network, log, sm)
         .await
         .map_err(StartError::Fatal)?;

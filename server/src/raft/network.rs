@@ -28,6 +28,7 @@ use super::snapshot::Snapshots;
 use super::types::{LogId, MemberNode, TypeConfig};
 use super::watermark::Watermark;
 use crate::peer::Peers;
+use crate::peer::append_stream::AppendStream;
 use crate::proto::peerpb::RaftRequest;
 
 /// Creates peer clients.
@@ -57,6 +58,8 @@ pub struct PeerLink {
     peers: Arc<Peers>,
     snapshots: Arc<Snapshots>,
     flushed: Arc<Watermark>,
+    /// AppendEntries go over one stream (`peer::append_stream`).
+    stream: AppendStream,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -69,6 +72,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             peers: self.peers.clone(),
             snapshots: self.snapshots.clone(),
             flushed: self.flushed.clone(),
+            stream: AppendStream::default(),
         }
     }
 }
@@ -107,9 +111,10 @@ fn encoding_error<E: std::error::Error>(e: &dyn std::error::Error) -> RPCError<u
 }
 
 impl PeerLink {
-    /// Sends an openraft request and decodes the peer's `Result` answer.
+    /// Sends an openraft request and decodes the peer's `Result` answer; AppendEntries go
+    /// over the stream to the peer when it serves one.
     async fn call<Req, Resp, E>(
-        &self,
+        &mut self,
         request: &Req,
         option: &RPCOption,
         vote: bool,
@@ -120,22 +125,36 @@ impl PeerLink {
         E: std::error::Error + DeserializeOwned,
     {
         let payload = postcard::to_stdvec(request).map_err(|e| encoding_error(&e))?;
-        let mut client = self
-            .peers
-            .client(&self.node)
-            .map_err(|e| encoding_error(&e))?;
-        let mut req = tonic::Request::new(RaftRequest {
+        let message = RaftRequest {
             header: self.peers.header(self.target),
-            payload,
-        });
-        req.set_timeout(option.hard_ttl());
-        let reply = if vote {
-            client.vote(req).await
+            payload: payload.into(),
+        };
+        let streamed = if vote {
+            None
         } else {
-            client.append_entries(req).await
+            // A follower without the stream gets the (cheaply cloned) message as a unary call.
+            self.stream
+                .call(&self.peers, &self.node, message.clone())
+                .await
+        };
+        let reply = match streamed {
+            Some(reply) => reply,
+            None => {
+                let mut client = self
+                    .peers
+                    .client(&self.node)
+                    .map_err(|e| encoding_error(&e))?;
+                let mut req = tonic::Request::new(message);
+                req.set_timeout(option.hard_ttl());
+                if vote {
+                    client.vote(req).await
+                } else {
+                    client.append_entries(req).await
+                }
+                .map(tonic::Response::into_inner)
+            }
         }
-        .map_err(|s| transport_error(&s))?
-        .into_inner();
+        .map_err(|s| transport_error(&s))?;
         let answer: Result<Resp, E> =
             postcard::from_bytes(&reply.payload).map_err(|e| encoding_error(&e))?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

@@ -25,7 +25,7 @@ use super::snapshot::{SnapshotData, Snapshots};
 use super::types::{
     Applied, Command, CommandResult, Entry, LogId, MemberNode, StorageError, TypeConfig,
 };
-use super::watermark::Watermark;
+use super::watermark::{AppliedIndex, Watermark};
 use crate::error::EtcdError;
 use crate::mvcc::watch_hub::{WatchHub, group_by_revision};
 use crate::mvcc::{ApplyBatch, KvRead, MvccStore, ops};
@@ -59,18 +59,19 @@ pub struct StateMachine {
     metrics: Arc<crate::http::Metrics>,
     snapshots: Arc<Snapshots>,
     flushed: Arc<Watermark>,
+    applied: Arc<AppliedIndex>,
 }
 
 impl StateMachine {
-    /// A state machine applying to `store`, which lives in `engine`, announcing to `hub`;
-    /// entries are applied once `flushed` covers them.
+    /// A state machine applying to `store`, which lives in `engine`, announcing to `hub`
+    /// and `applied`; entries are applied once `flushed` covers them.
     pub fn new(
         store: Arc<MvccStore>,
         engine: Arc<dyn Engine>,
         hub: Arc<WatchHub>,
         metrics: Arc<crate::http::Metrics>,
         snapshots: Arc<Snapshots>,
-        flushed: Arc<Watermark>,
+        (flushed, applied): (Arc<Watermark>, Arc<AppliedIndex>),
     ) -> Self {
         Self {
             store,
@@ -79,6 +80,7 @@ impl StateMachine {
             metrics,
             snapshots,
             flushed,
+            applied,
         }
     }
 
@@ -314,6 +316,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.metrics.observe_backend_commit(started.elapsed());
         self.hub
             .publish(group_by_revision(events), self.store.rev());
+        if let Some(last) = last {
+            self.applied.advance(last.index);
+        }
         Ok(results)
     }
 

@@ -38,7 +38,14 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Oxc
         );
         let mark = Arc::new(Watermark::open(&dir.path().join("flushed-index")).expect("watermark"));
         let log = LogStore::open(1, engine.clone(), mark.clone(), metrics.clone()).expect("log");
-        let sm = StateMachine::new(store, engine, hub, metrics, snapshots, mark);
+        let sm = StateMachine::new(
+            store,
+            engine,
+            hub,
+            metrics,
+            snapshots,
+            (mark, Default::default()),
+        );
         Ok((dir, log, sm))
     }
 }

@@ -171,6 +171,39 @@ impl Watermark {
     }
 }
 
+/// The highest log index this member's state machine has applied, announced as soon as its
+/// batch is in the store. Forwarded writes and ReadIndex reads wait on it: openraft's own
+/// metrics learn it only after the result went back through the Raft core task, one more
+/// hand-off on the path of every request a follower answers.
+#[derive(Debug)]
+pub struct AppliedIndex(watch::Sender<u64>);
+
+impl Default for AppliedIndex {
+    fn default() -> Self {
+        Self(watch::Sender::new(0))
+    }
+}
+
+impl AppliedIndex {
+    /// Records that every entry up to `index` is applied.
+    pub fn advance(&self, index: u64) {
+        self.0.send_if_modified(|at| {
+            let raised = *at < index;
+            *at = (*at).max(index);
+            raised
+        });
+    }
+
+    /// Resolves once `index` is applied; never if this record stops (callers race it with
+    /// openraft's metrics, which also cover what is applied outside `advance`).
+    pub async fn reached(&self, index: u64) {
+        let mut rx = self.0.subscribe();
+        if rx.wait_for(|at| *at >= index).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
