@@ -2,7 +2,7 @@
 //! makes one for etcd.
 //!
 //! Nothing is written until the whole snapshot has been checked (magic, format version, size,
-//! SHA-256 and the structure of every record): a corrupt or truncated file leaves no data dir
+//! SHA-256, the structure of every record and their key order): a corrupt or truncated file leaves no data dir
 //! behind. The new data dir holds the member's identity (derived from the flags exactly as a
 //! fresh member's) and the store's records with their revision and compaction revision, but no
 //! Raft state: the member started on it (with the same `--name` and `--initial-cluster-token`)
@@ -10,10 +10,12 @@
 //!
 //! The records go into the engine through its bulk load (no per-batch atomicity, several
 //! threads, no durability until the single flush at the end): the data dir is only marked
-//! restored (and, from the init container, renamed into place) after that flush, so a crash
-//! part-way leaves nothing that counts as a restore. The read-back check reads the revision
-//! markers and the newest record instead of rebuilding the key index, which the member does
-//! anyway when it starts (and which then drops the history `--mark-compacted` compacted).
+//! restored after that flush, and the init container renames its staged copy into place only
+//! after this returns, so a crash part-way never leaves a data dir that passes for a complete
+//! restore there (a plain CLI restore killed part-way leaves a partial one, as etcdutl's does,
+//! and a failed one removes it). The read-back check reads the revision markers and the newest
+//! record instead of rebuilding the key index, which the member does anyway when it starts (and
+//! which then drops the history `--mark-compacted` compacted).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
