@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub use super::records::{Record, Records};
+
 /// First bytes of every oxcd snapshot.
 pub const MAGIC: &[u8; 8] = b"OXCDSNAP";
 /// The format version this oxcd writes and reads.
@@ -31,8 +33,10 @@ pub const BLOCK_LEN: u64 = 512;
 /// Length of the SHA-256 trailer.
 pub const TRAILER_LEN: u64 = 32;
 const VERSION_FIELD_LEN: usize = 16;
-const TAG_RECORD: u8 = 1;
-const TAG_END: u8 = 0;
+/// Tag of a record.
+pub(super) const TAG_RECORD: u8 = 1;
+/// Tag of the end marker.
+pub(super) const TAG_END: u8 = 0;
 /// bbolt's meta-page magic (little-endian at offset 16): recognizes an etcd snapshot.
 const BOLT_MAGIC_AT_16: [u8; 4] = [0xed, 0xda, 0x0c, 0xed];
 
@@ -279,14 +283,11 @@ impl Image {
         };
         let mut file = File::open(&self.path).map_err(read)?;
         file.seek(SeekFrom::Start(HEADER_LEN)).map_err(read)?;
-        Ok(Records {
-            path: self.path.clone(),
-            input: BufReader::with_capacity(1 << 20, file.take(self.content_len - HEADER_LEN)),
-            offset: HEADER_LEN,
-            content_len: self.content_len,
-            count: 0,
-            done: false,
-        })
+        Ok(Records::new(
+            self.path.clone(),
+            BufReader::with_capacity(1 << 20, file.take(self.content_len - HEADER_LEN)),
+            self.content_len,
+        ))
     }
 }
 
@@ -299,91 +300,4 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(got)
-}
-
-/// One record: key and value.
-pub type Record = (Vec<u8>, Vec<u8>);
-
-/// Iterator over the records of an [`Image`].
-pub struct Records {
-    path: PathBuf,
-    input: BufReader<io::Take<File>>,
-    offset: u64,
-    content_len: u64,
-    count: u64,
-    done: bool,
-}
-
-impl Records {
-    fn malformed(&self, what: impl Into<String>) -> SnapshotError {
-        SnapshotError::Malformed {
-            path: self.path.clone(),
-            what: format!("{} at byte {}", what.into(), self.offset),
-        }
-    }
-
-    fn bytes(&mut self, len: usize) -> Result<Vec<u8>, SnapshotError> {
-        if self.offset + len as u64 > self.content_len {
-            return Err(self.malformed("a record runs past the end"));
-        }
-        let mut buf = vec![0u8; len];
-        self.input
-            .read_exact(&mut buf)
-            .map_err(|_| self.malformed("a record runs past the end"))?;
-        self.offset += len as u64;
-        Ok(buf)
-    }
-
-    fn u32(&mut self) -> Result<u32, SnapshotError> {
-        let b = self.bytes(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn end(&mut self) -> Result<(), SnapshotError> {
-        let b = self.bytes(8)?;
-        let mut count = [0u8; 8];
-        count.copy_from_slice(&b);
-        if u64::from_be_bytes(count) != self.count {
-            return Err(self.malformed("the record count does not match the end marker"));
-        }
-        let rest = usize::try_from(self.content_len - self.offset)
-            .map_err(|_| self.malformed("padding is too long"))?;
-        if rest as u64 >= BLOCK_LEN || self.bytes(rest)?.iter().any(|b| *b != 0) {
-            return Err(self.malformed("unexpected bytes after the end marker"));
-        }
-        Ok(())
-    }
-
-    fn next_record(&mut self) -> Result<Option<Record>, SnapshotError> {
-        match self.bytes(1)?[0] {
-            TAG_END => {
-                self.end()?;
-                Ok(None)
-            }
-            TAG_RECORD => {
-                let key_len = self.u32()? as usize;
-                let key = self.bytes(key_len)?;
-                let value_len = self.u32()? as usize;
-                let value = self.bytes(value_len)?;
-                self.count += 1;
-                Ok(Some((key, value)))
-            }
-            tag => Err(self.malformed(format!("unknown record tag {tag}"))),
-        }
-    }
-}
-
-impl Iterator for Records {
-    type Item = Result<Record, SnapshotError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let item = self.next_record();
-        if !matches!(item, Ok(Some(_))) {
-            self.done = true;
-        }
-        item.transpose()
-    }
 }

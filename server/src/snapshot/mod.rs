@@ -12,6 +12,7 @@ pub mod ephemeral;
 pub mod export;
 pub mod format;
 pub mod member;
+pub mod records;
 pub mod restore;
 pub mod s3;
 pub mod staged;
@@ -63,6 +64,25 @@ mod tests {
         let records: Vec<_> = image.records().unwrap().map(Result::unwrap).collect();
         assert_eq!(records.len(), 2);
         assert_eq!(records[1], (b"rk".to_vec(), b"v".to_vec()));
+    }
+
+    #[test]
+    fn a_check_counts_the_records_and_refuses_keys_out_of_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        write_file(&path, &[(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]);
+        let image = Image::open(&path).unwrap();
+        assert_eq!(image.records().unwrap().check().unwrap(), 3);
+        for records in [&[(b"b", b"1"), (b"a", b"2")], &[(b"a", b"1"), (b"a", b"2")]] {
+            write_file(&path, records.map(|(k, v)| (&k[..], &v[..])).as_slice());
+            let image = Image::open(&path).unwrap();
+            assert!(matches!(
+                image.records().unwrap().check(),
+                Err(SnapshotError::Malformed { .. })
+            ));
+            let last = image.records().unwrap().last().unwrap();
+            assert!(matches!(last, Err(SnapshotError::Malformed { .. })));
+        }
     }
 
     #[test]

@@ -2,26 +2,36 @@
 //! makes one for etcd.
 //!
 //! Nothing is written until the whole snapshot has been checked (magic, format version, size,
-//! SHA-256 and the structure of every record): a corrupt or truncated file leaves no data dir
+//! SHA-256, the structure of every record and their key order): a corrupt or truncated file leaves no data dir
 //! behind. The new data dir holds the member's identity (derived from the flags exactly as a
 //! fresh member's) and the store's records with their revision and compaction revision, but no
 //! Raft state: the member started on it (with the same `--name` and `--initial-cluster-token`)
 //! initializes a new one-member Raft group and serves the same keys at the same revision.
+//!
+//! The records go into the engine through its bulk load (no per-batch atomicity, several
+//! threads, no durability until the single flush at the end): the data dir is only marked
+//! restored after that flush, and the init container renames its staged copy into place only
+//! after this returns, so a crash part-way never leaves a data dir that passes for a complete
+//! restore there (a plain CLI restore killed part-way leaves a partial one, as etcdutl's does,
+//! and a failed one removes it). The read-back check reads the revision markers and the newest
+//! record instead of rebuilding the key index, which the member does anyway when it starts (and
+//! which then drops the history `--mark-compacted` compacted).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::format::{Image, SnapshotError};
 use crate::datadir::{DataDir, DataDirError, fresh_identity};
-use crate::mvcc::{KvRead, MvccStore};
+use crate::mvcc::revision::{REV_PREFIX, Revision};
 use crate::storage::sled_engine::SledEngine;
-use crate::storage::{Engine, StorageError, WriteBatch};
+use crate::storage::{Engine, Keyspace, StorageError, WriteBatch};
 use crate::version::state::{META_VERSIONS, VersionState};
 
-/// Records per engine batch while loading.
-const BATCH_RECORDS: usize = 10_000;
-/// Bytes per engine batch while loading (values may be up to the request limit each).
-const BATCH_BYTES: usize = 16 << 20;
+/// Records handed to the engine's bulk load at a time.
+const LOAD_RECORDS: usize = 65_536;
+/// Bytes handed to the engine's bulk load at a time (values may be up to the request limit
+/// each), which bounds the memory a restore holds.
+const LOAD_BYTES: usize = 32 << 20;
 /// Engine page cache while loading.
 const LOAD_CACHE_BYTES: u64 = 64 << 20;
 const META_REVISION: &[u8] = b"m/revision";
@@ -197,11 +207,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored, RestoreError> {
     check_cluster(opts)?;
     let created = check_target(&opts.data_dir)?;
     let image = Image::open(&opts.snapshot)?;
-    let mut records = 0u64;
-    for record in image.records()? {
-        record?;
-        records += 1;
-    }
+    let records = image.records()?.check()?;
     let result = write(opts, &image, records);
     if result.is_err() {
         // Leave the target as it was: absent, or empty.
@@ -229,6 +235,37 @@ fn trim_member_versions(record: &[u8]) -> Result<Vec<u8>, StorageError> {
     state.encode().map_err(corrupt)
 }
 
+/// The revision and compaction revision a store opened on `ks` starts at (as
+/// `MvccStore::open` derives them: the revision marker or the newest record, whichever is
+/// later), read without rebuilding the key index.
+fn stored_revisions(ks: &dyn Keyspace) -> Result<(i64, i64), StorageError> {
+    let read = |key: &[u8]| -> Result<Option<i64>, StorageError> {
+        ks.get(key)?
+            .map(|v| {
+                <[u8; 8]>::try_from(v.as_slice())
+                    .map(i64::from_be_bytes)
+                    .map_err(|_| StorageError::Corrupt {
+                        what: String::from_utf8_lossy(key).into_owned(),
+                    })
+            })
+            .transpose()
+    };
+    let newest = match ks.range_rev(&[REV_PREFIX], Some(&[REV_PREFIX + 1])).next() {
+        None => 1,
+        Some(pair) => {
+            let (key, _) = pair?;
+            Revision::from_key(&key)
+                .ok_or_else(|| StorageError::Corrupt {
+                    what: "a revision key".into(),
+                })?
+                .0
+                .main
+        }
+    };
+    let revision = read(META_REVISION)?.unwrap_or(1).max(newest);
+    Ok((revision, read(META_COMPACT)?.unwrap_or(-1)))
+}
+
 fn write(opts: &RestoreOptions, image: &Image, records: u64) -> Result<Restored, RestoreError> {
     let identity = fresh_identity(&opts.name, &opts.peer_urls, &opts.initial_cluster_token);
     let data_dir = DataDir::open(&opts.data_dir, identity)?;
@@ -239,23 +276,25 @@ fn write(opts: &RestoreOptions, image: &Image, records: u64) -> Result<Restored,
     };
     let engine = SledEngine::open(&db, LOAD_CACHE_BYTES).map_err(storage)?;
     let ks = engine.keyspace("mvcc").map_err(storage)?;
-    let mut batch = WriteBatch::new();
-    let mut batch_bytes = 0;
+    let mut chunk = Vec::with_capacity(LOAD_RECORDS);
+    let mut chunk_bytes = 0;
     for record in image.records()? {
         let (key, mut value) = record?;
         if key == META_VERSIONS {
             value = trim_member_versions(&value).map_err(storage)?;
         }
-        batch_bytes += key.len() + value.len();
-        batch.put(key, value);
-        if batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
-            ks.write(std::mem::take(&mut batch)).map_err(storage)?;
-            batch_bytes = 0;
+        chunk_bytes += key.len() + value.len();
+        chunk.push((key, value));
+        if chunk.len() >= LOAD_RECORDS || chunk_bytes >= LOAD_BYTES {
+            ks.load(std::mem::take(&mut chunk)).map_err(storage)?;
+            chunk_bytes = 0;
         }
     }
+    ks.load(chunk).map_err(storage)?;
     let bump = i64::try_from(opts.bump_revision).unwrap_or(i64::MAX);
     let revision = image.header.revision.saturating_add(bump);
     let mut compact_revision = image.header.compact_revision;
+    let mut batch = WriteBatch::new();
     if opts.bump_revision > 0 {
         batch.put(META_REVISION.to_vec(), revision.to_be_bytes().to_vec());
     }
@@ -265,15 +304,14 @@ fn write(opts: &RestoreOptions, image: &Image, records: u64) -> Result<Restored,
     }
     ks.write(batch).map_err(storage)?;
     engine.flush().map_err(storage)?;
-    let store = MvccStore::open(ks).map_err(storage)?;
-    if store.rev() != revision || KvRead::compact_rev(&store) != compact_revision {
+    let (found, found_compact) = stored_revisions(ks.as_ref()).map_err(storage)?;
+    if found != revision || found_compact != compact_revision {
         return Err(RestoreError::Verify {
             path: db,
-            found: store.rev(),
+            found,
             expected: revision,
         });
     }
-    engine.flush().map_err(storage)?;
     data_dir.mark_restored()?;
     Ok(Restored {
         revision,

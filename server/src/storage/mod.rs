@@ -111,6 +111,18 @@ pub trait Keyspace: Send + Sync {
     /// Removes every pair.
     fn clear(&self) -> Result<(), StorageError>;
 
+    /// Inserts `pairs` (ascending) as fast as the engine can: without atomicity between them
+    /// and without durability before the next [`Engine::flush`]. Only for filling a keyspace
+    /// nobody reads yet whose result is published after a flush (a staged restore): a crash
+    /// part-way leaves an arbitrary subset of `pairs`.
+    fn load(&self, pairs: Vec<Pair>) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::new();
+        for (key, value) in pairs {
+            batch.put(key, value);
+        }
+        self.write(batch)
+    }
+
     /// Number of pairs (walks the keyspace; for tests and diagnostics).
     fn count(&self) -> Result<usize, StorageError> {
         let mut n = 0;
