@@ -5,12 +5,6 @@ use clap::Parser;
 use oxcd_server::config::{MemberConfig, normalize_args};
 use oxcd_server::error::chain;
 
-/// sled allocates and frees a node copy per tree update; glibc's malloc spent a quarter of a
-/// snapshot restore's CPU in `_int_malloc`/`unlink_chunk`. Opt-in: it raises peak RSS.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
