@@ -11,6 +11,7 @@ pub mod config;
 pub mod datadir;
 pub mod error;
 pub mod http;
+pub mod memory;
 pub mod mvcc;
 pub mod peer;
 pub mod proto;

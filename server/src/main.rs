@@ -37,6 +37,9 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    if let Err(e) = oxcd_server::memory::spawn_heap_trimmer(oxcd_server::memory::TRIM_INTERVAL) {
+        tracing::warn!(error = %e, "cannot start the heap trimmer; freed memory stays with malloc");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
