@@ -28,6 +28,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError, Vote};
 
 use super::group_commit::{Flusher, flush_upto};
+use super::log_cache::LogCache;
 use super::types::{Entry, LogId, StorageError, TypeConfig};
 use super::watermark::Watermark;
 use crate::storage::{Engine, Keyspace, WriteBatch};
@@ -36,6 +37,10 @@ const ENTRY_PREFIX: u8 = b'e';
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"purged";
+/// Bounds of the in-memory tail (see `raft::log_cache`): enough for apply and replication to
+/// keep up under a 256-client load, small next to etcd, which keeps its whole log in memory.
+const CACHE_MAX_ENTRIES: usize = 8192;
+const CACHE_MAX_BYTES: usize = 64 << 20;
 
 fn entry_key(index: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(9);
@@ -69,6 +74,8 @@ pub struct LogStore {
     ks: Arc<dyn Keyspace>,
     engine: Arc<dyn Engine>,
     flusher: Flusher,
+    /// The recent tail, decoded; shared with the readers openraft takes from this store.
+    cache: Arc<LogCache>,
     watermark: Arc<Watermark>,
     metrics: Arc<crate::http::Metrics>,
     /// The last vote saved, which tells the leader's own appends from replicated ones.
@@ -95,6 +102,7 @@ impl LogStore {
             ks,
             engine,
             flusher,
+            cache: Arc::new(LogCache::new(CACHE_MAX_ENTRIES, CACHE_MAX_BYTES)),
             watermark,
             metrics,
             vote: None,
@@ -136,8 +144,8 @@ impl LogStore {
         }
     }
 
-    /// Writes `entries` (not yet flushed) and the pending committed id; returns the last index
-    /// and whether all were this leader's own.
+    /// Writes `entries` (not yet flushed) and the pending committed id, and keeps the entries in
+    /// the cache; returns the last index and whether all were this leader's own.
     fn write_entries(
         &mut self,
         entries: impl IntoIterator<Item = Entry>,
@@ -152,13 +160,17 @@ impl LogStore {
         }
         let mut last_index = 0;
         let mut own = true;
+        let mut written = Vec::new();
         for entry in entries {
             last_index = entry.log_id.index;
             own &= self.own_leader_entry(&entry);
             let bytes = postcard::to_stdvec(&entry).map_err(write_err)?;
+            written.push((entry, bytes.len()));
             batch.put(entry_key(last_index), bytes);
         }
         self.ks.write(batch).map_err(write_err)?;
+        // Only after the engine write, so the cache never holds what the engine lacks.
+        self.cache.append(written);
         Ok((last_index, own))
     }
 
@@ -206,6 +218,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&i) => i,
             Bound::Unbounded => u64::MAX,
         };
+        if let Some(cached) = self.cache.get(start, end) {
+            return Ok(cached.iter().map(|e| Entry::clone(e)).collect());
+        }
         let mut entries = Vec::new();
         // `end` saturated at the largest index, which the range must then include.
         let end_key = match end {
@@ -294,6 +309,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Before the engine delete, so the cache never holds what the engine lacks.
+        self.cache.truncate(log_id.index);
         // Appends of this member's time as leader may still be queued: let them land first, or
         // their flush would raise the watermark again over the cut.
         self.flush_queued()?;
@@ -314,6 +331,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.cache.purge(log_id.index);
         let mut batch = WriteBatch::new();
         batch.put(
             KEY_PURGED.to_vec(),
@@ -328,3 +346,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.ks.write(batch).map_err(write_err)
     }
 }
+
+#[cfg(test)]
+#[path = "log_store_tests.rs"]
+mod tests;

@@ -7,6 +7,7 @@
 //! `generic-snapshot-data`).
 
 mod group_commit;
+pub mod log_cache;
 pub mod log_store;
 pub mod network;
 pub mod snapshot;
