@@ -16,6 +16,10 @@
 //! openraft saves it inside its core task on every commit, where an engine batch took a large
 //! share of the time between commit and apply. What is on disk may lag (a lower committed id
 //! is still committed: the restarted member only re-applies less before catching up).
+//!
+//! openraft reads every entry back soon after appending it (replication sends it, apply hands it
+//! to the state machine); the latest entries are kept decoded in a bounded window
+//! ([`LogCache`]) that serves those reads, and the engine serves the rest.
 
 // openraft's trait methods fix the error type (`openraft::StorageError`, large); helpers
 // returning it directly avoid a conversion at every call.
