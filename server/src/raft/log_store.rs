@@ -16,6 +16,10 @@
 //! openraft saves it inside its core task on every commit, where an engine batch took a large
 //! share of the time between commit and apply. What is on disk may lag (a lower committed id
 //! is still committed: the restarted member only re-applies less before catching up).
+//!
+//! openraft reads every entry back soon after appending it (replication sends it, apply hands it
+//! to the state machine); the latest entries are kept decoded in a bounded window
+//! ([`LogCache`]) that serves those reads, and the engine serves the rest.
 
 // openraft's trait methods fix the error type (`openraft::StorageError`, large); helpers
 // returning it directly avoid a conversion at every call.
@@ -23,11 +27,12 @@
 
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
-use std::sync::mpsc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError, Vote};
 
+use super::group_commit::{Flusher, flush_upto};
+use super::log_cache::LogCache;
 use super::types::{Entry, LogId, StorageError, TypeConfig};
 use super::watermark::Watermark;
 use crate::storage::{Engine, Keyspace, WriteBatch};
@@ -36,6 +41,10 @@ const ENTRY_PREFIX: u8 = b'e';
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"purged";
+/// Bounds of the in-memory tail (see `raft::log_cache`): enough for apply and replication to
+/// keep up under a 256-client load, small next to etcd, which keeps its whole log in memory.
+const CACHE_MAX_ENTRIES: usize = 8192;
+const CACHE_MAX_BYTES: usize = 64 << 20;
 
 fn entry_key(index: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(9);
@@ -62,21 +71,15 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
     io_err(ErrorSubject::Logs, ErrorVerb::Write, e)
 }
 
-/// Work for the flusher thread.
-enum Flush {
-    /// The leader's own entries up to this index were written (and already reported).
-    Append(u64),
-    /// Answer once everything queued before has been flushed.
-    Barrier(mpsc::SyncSender<()>),
-}
-
 /// The Raft log of one member; cheap to clone (clones share the keyspace and flusher).
 #[derive(Clone)]
 pub struct LogStore {
     id: u64,
     ks: Arc<dyn Keyspace>,
     engine: Arc<dyn Engine>,
-    flusher: mpsc::Sender<Flush>,
+    flusher: Flusher,
+    /// The recent tail, decoded; shared with the readers openraft takes from this store.
+    cache: Arc<LogCache>,
     watermark: Arc<Watermark>,
     metrics: Arc<crate::http::Metrics>,
     /// The last vote saved, which tells the leader's own appends from replicated ones.
@@ -97,22 +100,13 @@ impl LogStore {
         metrics: Arc<crate::http::Metrics>,
     ) -> Result<Self, crate::storage::StorageError> {
         let ks = engine.keyspace("raft")?;
-        let (tx, rx) = mpsc::channel::<Flush>();
-        let flush_engine = engine.clone();
-        let flush_watermark = watermark.clone();
-        let flush_metrics = metrics.clone();
-        std::thread::Builder::new()
-            .name("oxcd-log-flush".into())
-            .spawn(move || group_commit(&*flush_engine, &flush_watermark, &flush_metrics, &rx))
-            .map_err(|e| crate::storage::StorageError::Engine {
-                action: "start the log flusher",
-                source: Box::new(e),
-            })?;
+        let flusher = Flusher::start(engine.clone(), watermark.clone(), metrics.clone())?;
         let mut log = Self {
             id,
             ks,
             engine,
-            flusher: tx,
+            flusher,
+            cache: Arc::new(LogCache::new(CACHE_MAX_ENTRIES, CACHE_MAX_BYTES)),
             watermark,
             metrics,
             vote: None,
@@ -145,18 +139,43 @@ impl LogStore {
 
     /// Waits until every append queued so far is flushed.
     fn flush_queued(&self) -> Result<(), StorageError> {
-        let stopped = || write_err(std::io::Error::other("log flusher stopped"));
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.flusher
-            .send(Flush::Barrier(tx))
-            .map_err(|_| stopped())?;
-        rx.recv().map_err(|_| stopped())?;
+        self.flusher.wait_queued().map_err(write_err)?;
         match self.watermark.flushed() {
             Some(_) => Ok(()),
             None => Err(write_err(std::io::Error::other(
                 "the raft log could not be flushed",
             ))),
         }
+    }
+
+    /// Writes `entries` (not yet flushed) and the pending committed id, and keeps the entries in
+    /// the cache; returns the last index and whether all were this leader's own.
+    fn write_entries(
+        &mut self,
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> Result<(u64, bool), StorageError> {
+        let mut batch = WriteBatch::new();
+        if self.committed_unwritten {
+            batch.put(
+                KEY_COMMITTED.to_vec(),
+                postcard::to_stdvec(&self.committed).map_err(write_err)?,
+            );
+            self.committed_unwritten = false;
+        }
+        let mut last_index = 0;
+        let mut own = true;
+        let mut written = Vec::new();
+        for entry in entries {
+            last_index = entry.log_id.index;
+            own &= self.own_leader_entry(&entry);
+            let bytes = postcard::to_stdvec(&entry).map_err(write_err)?;
+            written.push((entry, bytes.len()));
+            batch.put(entry_key(last_index), bytes);
+        }
+        self.ks.write(batch).map_err(write_err)?;
+        // Only after the engine write, so the cache never holds what the engine lacks.
+        self.cache.append(written);
+        Ok((last_index, own))
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -188,59 +207,6 @@ impl LogStore {
     }
 }
 
-/// Flushes the engine, so every entry written up to `index` is durable, and records it.
-fn flush_upto(
-    engine: &dyn Engine,
-    watermark: &Watermark,
-    metrics: &crate::http::Metrics,
-    index: u64,
-) -> Result<(), crate::storage::StorageError> {
-    let started = std::time::Instant::now();
-    let result = engine.flush();
-    metrics.observe_wal_fsync(started.elapsed());
-    match &result {
-        Ok(()) => {
-            if let Err(e) = watermark.store(index) {
-                tracing::warn!(path = %watermark.path().display(), error = %e, "cannot record the flushed index");
-            }
-        }
-        Err(_) => watermark.fail(),
-    }
-    result
-}
-
-/// Flushes once for every run of queued appends, then completes all of them.
-fn group_commit(
-    engine: &dyn Engine,
-    watermark: &Watermark,
-    metrics: &crate::http::Metrics,
-    rx: &mpsc::Receiver<Flush>,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut waiting = vec![first];
-        waiting.extend(rx.try_iter());
-        let highest = waiting
-            .iter()
-            .filter_map(|f| match f {
-                Flush::Append(index) => Some(*index),
-                Flush::Barrier(_) => None,
-            })
-            .max();
-        // Barriers alone need no flush: everything queued before them already was.
-        if let Some(highest) = highest
-            && let Err(e) = flush_upto(engine, watermark, metrics, highest)
-        {
-            // The watermark now fails every wait, which stops the member (see `raft::watermark`).
-            tracing::error!(error = %crate::error::chain(&e), "cannot flush the raft log");
-        }
-        for flush in waiting {
-            if let Flush::Barrier(answer) = flush {
-                let _ = answer.send(());
-            }
-        }
-    }
-}
-
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + OptionalSend>(
         &mut self,
@@ -252,12 +218,20 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let end = match range.end_bound() {
-            Bound::Included(&i) => entry_key(i.saturating_add(1)),
-            Bound::Excluded(&i) => entry_key(i),
-            Bound::Unbounded => vec![ENTRY_PREFIX + 1],
+            Bound::Included(&i) => i.saturating_add(1),
+            Bound::Excluded(&i) => i,
+            Bound::Unbounded => u64::MAX,
         };
+        if let Some(cached) = self.cache.get(start, end) {
+            return Ok(cached.iter().map(|e| Entry::clone(e)).collect());
+        }
         let mut entries = Vec::new();
-        for pair in self.ks.range(&entry_key(start), Some(&end)) {
+        // `end` saturated at the largest index, which the range must then include.
+        let end_key = match end {
+            u64::MAX => vec![ENTRY_PREFIX + 1],
+            end => entry_key(end),
+        };
+        for pair in self.ks.range(&entry_key(start), Some(&end_key)) {
             let (_, v) = pair.map_err(read_err)?;
             entries.push(postcard::from_bytes(&v).map_err(read_err)?);
         }
@@ -321,25 +295,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = WriteBatch::new();
-        if self.committed_unwritten {
-            batch.put(
-                KEY_COMMITTED.to_vec(),
-                postcard::to_stdvec(&self.committed).map_err(write_err)?,
-            );
-            self.committed_unwritten = false;
-        }
-        let mut last_index = 0;
-        let mut own = true;
-        for entry in entries {
-            last_index = entry.log_id.index;
-            own &= self.own_leader_entry(&entry);
-            batch.put(
-                entry_key(entry.log_id.index),
-                postcard::to_stdvec(&entry).map_err(write_err)?,
-            );
-        }
-        self.ks.write(batch).map_err(write_err)?;
+        let (last_index, own) = self.write_entries(entries)?;
         if !own {
             // A replicated append: openraft hands over no other append until this one is
             // reported, so nothing could share its flush; flushing here spares the follower's
@@ -353,12 +309,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // flusher makes them durable.
         self.watermark.reported_early(last_index);
         callback.log_io_completed(Ok(()));
-        self.flusher
-            .send(Flush::Append(last_index))
-            .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))
+        self.flusher.queue(last_index).map_err(write_err)
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Before the engine delete, so the cache never holds what the engine lacks.
+        self.cache.truncate(log_id.index);
         // Appends of this member's time as leader may still be queued: let them land first, or
         // their flush would raise the watermark again over the cut.
         self.flush_queued()?;
@@ -379,6 +335,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.cache.purge(log_id.index);
         let mut batch = WriteBatch::new();
         batch.put(
             KEY_PURGED.to_vec(),
@@ -393,3 +350,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.ks.write(batch).map_err(write_err)
     }
 }
+
+#[cfg(test)]
+#[path = "log_store_tests.rs"]
+mod tests;

@@ -6,6 +6,8 @@
 //! oxcd needs (own log store with group commit, own state machine, whole-snapshot transfer with
 //! `generic-snapshot-data`).
 
+mod group_commit;
+pub mod log_cache;
 pub mod log_store;
 pub mod network;
 pub mod snapshot;
