@@ -227,12 +227,6 @@ impl OxcdCluster {
             match client.member_promote(id).await {
                 Ok(_) => break,
                 Err(e) if e.to_string().contains("in sync with leader") => {}
-                // A learner that has just caught up publishes its name and client URLs, which
-                // oxcd carries out as a membership change; a promote sent meanwhile is refused
-                // until that change commits.
-                Err(e)
-                    if e.to_string()
-                        .contains("already undergoing a configuration change") => {}
                 Err(e) => return Err(cluster_err(format!("member promote: {e}"))),
             }
             if tokio::time::Instant::now() >= deadline {
