@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod coalesce;
 pub mod compactor;
 pub mod config;
 pub mod datadir;

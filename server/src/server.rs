@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tonic::transport::Server;
 
 use crate::api::cluster::ClusterService;
@@ -291,12 +292,12 @@ pub async fn run(
             .add_service(AuthServer::new(PendingAuth));
         let mut stop = stop_rx.clone();
         let tls = if https { tls.client.clone() } else { None };
-        servers.spawn(router.serve_with_incoming_shutdown(
-            crate::tls::accept::incoming(listener, tls),
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        ));
+        // Client connections batch their responses into fewer writes (see `coalesce`).
+        let incoming = crate::tls::accept::incoming(listener, tls)
+            .map(|conn| conn.map(crate::coalesce::Coalescing::new));
+        servers.spawn(router.serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
     }
     for (https, listener) in peer_listeners {
         let router = Server::builder().add_service(
