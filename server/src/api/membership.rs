@@ -5,10 +5,11 @@
 //! request to the leader (`peer::forward`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::ChangeMembers;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use tokio::time::Instant;
 use tonic::Status;
 
@@ -23,6 +24,35 @@ use crate::raft::MemberNode;
 
 /// etcd promotes a learner once its log reaches this share of the leader's.
 const PROMOTE_READY_SHARE: f64 = 0.9;
+
+/// Pause between attempts while another membership change is still being committed.
+const IN_FLIGHT_PAUSE: Duration = Duration::from_millis(20);
+
+type MembershipResult<T> = Result<T, RaftError<u64, ClientWriteError<u64, MemberNode>>>;
+
+/// Runs `attempt` (one openraft membership call) until no other change is in flight, at most
+/// until `deadline`. openraft takes one configuration change at a time, and a member publishes
+/// its name and client URLs as one when it starts or catches up as a learner; etcd carries that
+/// publication as an ordinary entry, so a client's change right after it must wait, not fail.
+async fn when_no_change_in_flight<T, F, Fut>(
+    deadline: Instant,
+    mut attempt: F,
+) -> MembershipResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = MembershipResult<T>>,
+{
+    loop {
+        match attempt().await {
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(_),
+            ))) if Instant::now() + IN_FLIGHT_PAUSE < deadline => {
+                tokio::time::sleep(IN_FLIGHT_PAUSE).await;
+            }
+            result => return result,
+        }
+    }
+}
 
 fn raft_error(e: RaftError<u64, ClientWriteError<u64, MemberNode>>) -> Status {
     match e {
@@ -100,6 +130,7 @@ impl Member {
 
     /// Carries out `change` on this member, which must lead.
     pub async fn change_membership_local(&self, change: Change) -> Result<MembershipReply, Status> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
         let (nodes, voters) = {
             let metrics = self.raft.metrics();
             let metrics = metrics.borrow();
@@ -132,10 +163,11 @@ impl Member {
                     peer_urls: add.peer_ur_ls.clone(),
                     client_urls: Vec::new(),
                 };
-                self.raft
-                    .add_learner(id, node, false)
-                    .await
-                    .map_err(raft_error)?;
+                when_no_change_in_flight(deadline, || {
+                    self.raft.add_learner(id, node.clone(), false)
+                })
+                .await
+                .map_err(raft_error)?;
                 if add.is_learner {
                     return Ok(self.reply(id));
                 }
@@ -199,10 +231,11 @@ impl Member {
             }
         };
         // Removing a member drops it from the configuration entirely (etcd keeps no trace).
-        self.raft
-            .change_membership(changes, false)
-            .await
-            .map_err(raft_error)?;
+        when_no_change_in_flight(deadline, || {
+            self.raft.change_membership(changes.clone(), false)
+        })
+        .await
+        .map_err(raft_error)?;
         Ok(self.reply(id))
     }
 
