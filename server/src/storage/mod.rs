@@ -3,6 +3,7 @@
 //! traits; `sled_engine` is the only module that knows which engine sits below.
 
 pub mod sled_engine;
+mod sled_sync;
 
 use std::sync::Arc;
 

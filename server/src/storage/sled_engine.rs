@@ -2,11 +2,13 @@
 //!
 //! sled writes in the background and promises nothing until `flush` returns, so oxcd disables the
 //! periodic flush and calls `flush` itself at the points where it must be durable (Raft appends
-//! and votes): that keeps every fsync on the group-commit path where it can be batched.
+//! and votes): that keeps every fsync on the group-commit path where it can be batched. sled's
+//! own flush is not enough across a power loss; `sled_sync` completes it.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use super::sled_sync::SledFiles;
 use super::{Engine, Keyspace, Pair, PairIter, StorageError, WriteBatch, WriteOp};
 
 /// Fewest pairs worth a loader thread of their own.
@@ -21,6 +23,8 @@ fn load_threads() -> usize {
 #[derive(Clone)]
 pub struct SledEngine {
     db: sled::Db,
+    /// What sled's flush does not make durable (see `sled_sync`).
+    files: Arc<SledFiles>,
 }
 
 fn engine_err(action: &'static str) -> impl FnOnce(sled::Error) -> StorageError {
@@ -40,7 +44,14 @@ impl SledEngine {
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(engine_err("open the database"))?;
-        Ok(Self { db })
+        let files = SledFiles::open(dir).map_err(|e| StorageError::Engine {
+            action: "open the database files for syncing",
+            source: Box::new(e),
+        })?;
+        Ok(Self {
+            db,
+            files: Arc::new(files),
+        })
     }
 }
 
@@ -54,10 +65,11 @@ impl Engine for SledEngine {
     }
 
     fn flush(&self) -> Result<(), StorageError> {
-        self.db
-            .flush()
-            .map(|_| ())
-            .map_err(engine_err("flush to disk"))
+        self.db.flush().map_err(engine_err("flush to disk"))?;
+        self.files.sync().map_err(|e| StorageError::Engine {
+            action: "sync to disk",
+            source: Box::new(e),
+        })
     }
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {
