@@ -43,8 +43,8 @@ const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"purged";
 /// Bounds of the in-memory tail (see `raft::log_cache`): enough for apply and replication to
 /// keep up under a 256-client load, small next to etcd, which keeps its whole log in memory.
-const CACHE_MAX_ENTRIES: usize = 8192;
-const CACHE_MAX_BYTES: usize = 64 << 20;
+const CACHE_MAX_ENTRIES: usize = 2048;
+const CACHE_MAX_BYTES: usize = 16 << 20;
 
 fn entry_key(index: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(9);
