@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
 use super::Member;
 
 /// Leadership facts the API reads.
@@ -20,6 +22,10 @@ pub struct LeaderState {
     /// A MoveLeader is under way: this member's own background writes wait (etcd's leader drops
     /// proposals while it transfers), since an entry the transferee lacks loses it the election.
     transferring: AtomicBool,
+    /// Held shared by every append this member makes as leader (proposals, membership changes)
+    /// and exclusively by a leadership transfer, so no entry reaches the log between the
+    /// transferee catching up and its election: the other voters would refuse it for that entry.
+    appends: RwLock<()>,
 }
 
 impl Default for LeaderState {
@@ -28,6 +34,7 @@ impl Default for LeaderState {
             quorum_ok: AtomicBool::new(true),
             lease_term: AtomicU64::new(0),
             transferring: AtomicBool::new(false),
+            appends: RwLock::new(()),
         }
     }
 }
@@ -41,6 +48,18 @@ impl LeaderState {
     /// True while this member hands its leadership over.
     pub fn transferring(&self) -> bool {
         self.transferring.load(Ordering::Acquire)
+    }
+
+    /// Waits until no leadership transfer is under way and keeps one from starting until the
+    /// permit is dropped; hold it across each append to the Raft log.
+    pub(crate) async fn append_permit(&self) -> RwLockReadGuard<'_, ()> {
+        self.appends.read().await
+    }
+
+    /// Waits for the appends in flight to finish and holds new ones back until dropped (the
+    /// lock is fair: appends asked for after this call wait behind it).
+    pub(crate) async fn transfer_permit(&self) -> RwLockWriteGuard<'_, ()> {
+        self.appends.write().await
     }
 }
 

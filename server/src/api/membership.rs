@@ -131,6 +131,9 @@ impl Member {
     /// Carries out `change` on this member, which must lead.
     pub async fn change_membership_local(&self, change: Change) -> Result<MembershipReply, Status> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let _permit = tokio::time::timeout_at(deadline, self.leadership.append_permit())
+            .await
+            .map_err(|_| Status::from(EtcdError::Timeout))?;
         let (nodes, voters) = {
             let metrics = self.raft.metrics();
             let metrics = metrics.borrow();

@@ -42,8 +42,15 @@ impl Member {
         let timeout = election * TRANSFER_ELECTIONS;
         let deadline = Instant::now() + timeout;
         self.leadership.set_transferring(true);
-        // As etcd's raft: the transferee campaigns only once it has the whole log, or the
-        // voters that have an entry it lacks would refuse it.
+        // As etcd's raft: no new entries while the transfer lasts, and the transferee campaigns
+        // only once it has the whole log, or the voters that have an entry it lacks would
+        // refuse it.
+        let Ok(_no_appends) =
+            tokio::time::timeout_at(deadline, self.leadership.transfer_permit()).await
+        else {
+            self.leadership.set_transferring(false);
+            return Err(EtcdError::Timeout.into());
+        };
         self.wait_caught_up(target, deadline).await;
         self.raft.runtime_config().heartbeat(false);
         let outcome = async {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::ClientWriteResponse;
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
@@ -20,7 +21,7 @@ use crate::peer::forward::{Route, from_status, retryable};
 use crate::peer::is_not_leader;
 use crate::proto::peerpb::ProposeRequest;
 use crate::proto::raftpb::{RaftBatch, RaftCommand, raft_command};
-use crate::raft::{Applied, Command, CommandResult};
+use crate::raft::{Applied, Command, CommandResult, MemberNode, TypeConfig};
 
 /// Pause before trying again after leadership moved.
 const RETRY_PAUSE: Duration = Duration::from_millis(30);
@@ -105,7 +106,7 @@ async fn commit(member: &Member, command: RaftCommand) -> Result<Applied, EtcdEr
     let deadline = Instant::now() + REQUEST_TIMEOUT;
     loop {
         match member.route(deadline).await? {
-            Route::Local => match member.raft.client_write(Command(command.clone())).await {
+            Route::Local => match write_locally(member, &command).await {
                 Ok(r) => return r.data.0,
                 // Not the leader when it was submitted: nothing was appended.
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {}
@@ -143,6 +144,15 @@ async fn commit(member: &Member, command: RaftCommand) -> Result<Applied, EtcdEr
         }
         tokio::time::sleep(RETRY_PAUSE).await;
     }
+}
+
+/// Appends `command` to this member's log (it leads) and waits for it to apply.
+async fn write_locally(
+    member: &Member,
+    command: &RaftCommand,
+) -> Result<ClientWriteResponse<TypeConfig>, RaftError<u64, ClientWriteError<u64, MemberNode>>> {
+    let _permit = member.leadership.append_permit().await;
+    member.raft.client_write(Command(command.clone())).await
 }
 
 async fn submit(member: &Member, mut batch: Vec<Pending>) {

@@ -160,7 +160,11 @@ impl Peer for PeerService {
         let command = r
             .command
             .ok_or_else(|| Status::invalid_argument("oxcd: proposal without command"))?;
-        match self.member.raft.client_write(Command(command)).await {
+        let written = {
+            let _permit = self.member.leadership.append_permit().await;
+            self.member.raft.client_write(Command(command)).await
+        };
+        match written {
             Ok(resp) => {
                 // The follower answers its client once it has applied the entry too, which
                 // needs the new commit index: send it now rather than with the next heartbeat.
