@@ -222,25 +222,42 @@ async fn assert_compacted(client: &mut Client, compacted: i64, context: &str) {
     }
 }
 
-/// Every key under `prefix` with its value and mod revision.
+/// Keys per page of [`read_prefix`]: the whole prefix can outgrow a 4 MiB response.
+const PAGE: i64 = 2_000;
+
+/// Every key under `prefix` (which ends in `/`) with its value and mod and create revisions,
+/// read page by page as kube-apiserver lists.
 async fn read_prefix(client: &mut Client, prefix: &str) -> BTreeMap<String, (String, i64, i64)> {
-    let resp = client
-        .get(prefix, Some(GetOptions::new().with_prefix()))
-        .await
-        .expect("range succeeds after restart");
-    resp.kvs()
-        .iter()
-        .map(|kv| {
-            (
+    // The end of the prefix range: its last byte, `/`, plus one.
+    let end = format!("{}0", prefix.trim_end_matches('/'));
+    let mut stored = BTreeMap::new();
+    let mut from = prefix.as_bytes().to_vec();
+    loop {
+        let resp = client
+            .get(
+                from.clone(),
+                Some(GetOptions::new().with_range(end.clone()).with_limit(PAGE)),
+            )
+            .await
+            .expect("range succeeds after restart");
+        for kv in resp.kvs() {
+            stored.insert(
                 String::from_utf8_lossy(kv.key()).into_owned(),
                 (
                     String::from_utf8_lossy(kv.value()).into_owned(),
                     kv.mod_revision(),
                     kv.create_revision(),
                 ),
-            )
-        })
-        .collect()
+            );
+        }
+        match resp.kvs().last() {
+            Some(last) if resp.more() => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => return stored,
+        }
+    }
 }
 
 /// Checks `stored` against every acknowledged write and decides each unknown one (all its keys
