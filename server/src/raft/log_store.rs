@@ -53,6 +53,14 @@ fn entry_key(index: u64) -> Vec<u8> {
     key
 }
 
+/// The index an entry key names (`None` for a key that is not one).
+fn entry_index(key: &[u8]) -> Option<u64> {
+    match key {
+        [ENTRY_PREFIX, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
+}
+
 fn io_err(
     subject: ErrorSubject<u64>,
     verb: ErrorVerb,
@@ -118,6 +126,7 @@ impl LogStore {
             source: Box::new(e),
         };
         log.vote = log.get_meta(KEY_VOTE).map_err(unreadable)?;
+        log.drop_torn_tail().map_err(unreadable)?;
         // What the engine holds after opening is on disk.
         let last = match log.last_entry().map_err(unreadable)? {
             Some(entry) => Some(entry.log_id),
@@ -125,6 +134,52 @@ impl LogStore {
         };
         log.watermark.recovered(last.map_or(0, |l| l.index));
         Ok(log)
+    }
+
+    /// Entries are written one by one (see `write_entries`), so a crash before their flush may
+    /// keep some of them and not others. Everything the watermark file records was flushed
+    /// whole; past it, the log is cut at the first gap (none of that was acknowledged), so
+    /// openraft finds it contiguous and right after the purged prefix.
+    fn drop_torn_tail(&self) -> Result<(), StorageError> {
+        let start = self.watermark.stored().unwrap_or(0);
+        let purged = self.get_meta::<LogId>(KEY_PURGED)?;
+        let mut expected = purged
+            .map(|p| p.index.saturating_add(1))
+            .filter(|next| *next >= start);
+        let end = [ENTRY_PREFIX + 1];
+        let mut cut = WriteBatch::new();
+        let mut first_missing = None;
+        for pair in self.ks.range(&entry_key(start), Some(&end)) {
+            let (key, _) = pair.map_err(read_err)?;
+            let index = entry_index(&key).ok_or_else(|| {
+                read_err(crate::storage::StorageError::Corrupt {
+                    what: format!("raft log key {key:?}"),
+                })
+            })?;
+            if first_missing.is_none() && expected.is_some_and(|e| e != index) {
+                first_missing = expected;
+            }
+            if first_missing.is_some() {
+                cut.delete(key);
+            } else {
+                expected = Some(index.saturating_add(1));
+            }
+        }
+        let Some(missing) = first_missing else {
+            return Ok(());
+        };
+        // The committed id is written with appends too; it must not name a dropped entry.
+        let committed = self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten();
+        if committed.is_some_and(|c| c.index >= missing) {
+            cut.delete(KEY_COMMITTED.to_vec());
+        }
+        tracing::warn!(
+            missing,
+            dropped = cut.len(),
+            "the raft log lost unflushed entries in a crash: dropping those after the gap"
+        );
+        self.ks.write(cut).map_err(write_err)?;
+        self.engine.flush().map_err(write_err)
     }
 
     /// True when `entry` was proposed by this member as the leader of the vote it holds: only
@@ -172,7 +227,9 @@ impl LogStore {
             written.push((entry, bytes.len()));
             batch.put(entry_key(last_index), bytes);
         }
-        self.ks.write(batch).map_err(write_err)?;
+        // In order, not atomically: a torn end is cut when the log is opened again, and a
+        // sled batch would seal an IO buffer of its own for every append.
+        self.ks.write_in_order(batch).map_err(write_err)?;
         // Only after the engine write, so the cache never holds what the engine lacks.
         self.cache.append(written);
         Ok((last_index, own))

@@ -62,7 +62,7 @@ async fn appended_entries_are_read_from_memory_and_from_the_engine_after_a_resta
     let fx = Fixture::new();
     let mut log = fx.open();
     log.write_entries(entries(1, 1..=5)).unwrap();
-    hide_from_engine(&log, 3);
+    hide_from_engine(&log, 5);
     // The reader openraft takes shares the cache.
     let mut reader = log.get_log_reader().await;
     assert_eq!(
@@ -76,13 +76,13 @@ async fn appended_entries_are_read_from_memory_and_from_the_engine_after_a_resta
     let got = read(&mut restarted, 1..=5).await;
     assert_eq!(
         got,
-        vec![(1, 1), (1, 2), (1, 4), (1, 5)],
+        vec![(1, 1), (1, 2), (1, 3), (1, 4)],
         "served by the engine"
     );
     // New appends refill the cache; a range starting before them still goes to the engine.
-    restarted.write_entries(entries(1, 6..=6)).unwrap();
-    assert_eq!(read(&mut restarted, 6..=9).await, vec![(1, 6)]);
-    assert_eq!(read(&mut restarted, 2..=6).await.len(), 4);
+    restarted.write_entries(entries(1, 5..=6)).unwrap();
+    assert_eq!(read(&mut restarted, 5..=9).await, vec![(1, 5), (1, 6)]);
+    assert_eq!(read(&mut restarted, 2..=6).await.len(), 5);
 }
 
 #[tokio::test]
@@ -116,4 +116,59 @@ async fn purged_entries_are_not_served_and_a_snapshot_jump_restarts_the_cache() 
     assert_eq!(read(&mut log, 21..=30).await, vec![(3, 21), (3, 22)]);
     let state = log.get_log_state().await.unwrap();
     assert_eq!(state.last_log_id.map(|l| l.index), Some(22));
+}
+
+#[tokio::test]
+async fn a_crash_that_kept_entries_past_a_gap_leaves_the_log_cut_at_the_gap() {
+    let fx = Fixture::new();
+    let mut log = fx.open();
+    log.write_entries(entries(1, 1..=8)).unwrap();
+    log.save_committed(Some(log_id(1, 1, 7))).await.unwrap();
+    log.write_entries(entries(1, 9..=9)).unwrap();
+    // As if the engine recovered entry 5 lost but later ones written (none flushed).
+    hide_from_engine(&log, 5);
+    drop(log);
+    let mut log = fx.open();
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id.map(|l| l.index), Some(4));
+    assert_eq!(
+        log.ks.count().unwrap(),
+        4,
+        "entries 1..=4 and no committed id"
+    );
+    assert_eq!(log.read_committed().await.unwrap(), None);
+    // Appends continue where the cut left the log.
+    log.write_entries(entries(2, 5..=6)).unwrap();
+    assert_eq!(
+        read(&mut fx.open(), 4..=9).await,
+        vec![(1, 4), (2, 5), (2, 6)]
+    );
+}
+
+#[tokio::test]
+async fn a_crash_that_lost_the_first_entry_after_a_purge_leaves_only_the_purged_prefix() {
+    let fx = Fixture::new();
+    let mut log = fx.open();
+    log.purge(log_id(1, 1, 20)).await.unwrap();
+    log.write_entries(entries(3, 21..=23)).unwrap();
+    hide_from_engine(&log, 21);
+    drop(log);
+    let mut log = fx.open();
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(20));
+    assert_eq!(state.last_log_id.map(|l| l.index), Some(20));
+}
+
+#[tokio::test]
+async fn a_contiguous_log_is_left_as_it_is() {
+    let fx = Fixture::new();
+    let mut log = fx.open();
+    log.write_entries(entries(1, 1..=6)).unwrap();
+    log.purge(log_id(1, 1, 2)).await.unwrap();
+    drop(log);
+    let mut log = fx.open();
+    assert_eq!(
+        read(&mut log, 1..=9).await,
+        vec![(1, 3), (1, 4), (1, 5), (1, 6)]
+    );
 }

@@ -78,6 +78,11 @@ impl Watermark {
         out
     }
 
+    /// The index recorded in this watermark's file (see [`Watermark::load`]).
+    pub fn stored(&self) -> Option<u64> {
+        Self::load(&self.path)
+    }
+
     /// Counts the log found on disk at start (up to `index`) as flushed: it was read back.
     pub fn recovered(&self, index: u64) {
         self.flushed.send_replace(Flushed::Upto(index));

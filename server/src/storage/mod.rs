@@ -109,6 +109,13 @@ pub trait Keyspace: Send + Sync {
     /// Pairs with `start <= key < end`, descending.
     fn range_rev<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> PairIter<'a>;
 
+    /// Applies `batch` op by op, in order, without atomicity: after a crash a prefix of it may
+    /// be present (engines recover their write log in order). Cheaper than [`Keyspace::write`]
+    /// where the reader can tell and repair a torn end, as the Raft log does with a gap check.
+    fn write_in_order(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.write(batch)
+    }
+
     /// Removes every pair.
     fn clear(&self) -> Result<(), StorageError>;
 

@@ -102,6 +102,11 @@ impl Keyspace for SledKeyspace {
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        // A batch takes the tree's exclusive lock and seals an IO buffer of its own so that it
+        // is recovered whole (sled's `pin_log`); a single op is atomic without either.
+        if batch.len() == 1 {
+            return self.write_in_order(batch);
+        }
         let mut sled_batch = sled::Batch::default();
         for op in batch.into_ops() {
             match op {
@@ -112,6 +117,17 @@ impl Keyspace for SledKeyspace {
         self.tree
             .apply_batch(sled_batch)
             .map_err(engine_err("apply a batch"))
+    }
+
+    fn write_in_order(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        for op in batch.into_ops() {
+            match op {
+                WriteOp::Put(k, v) => self.tree.insert(k, v).map(drop),
+                WriteOp::Delete(k) => self.tree.remove(k).map(drop),
+            }
+            .map_err(engine_err("write a pair"))?;
+        }
+        Ok(())
     }
 
     fn range<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> PairIter<'a> {
