@@ -1,7 +1,8 @@
 //! The member's data directory: refuses directories that belong to something else, and records
 //! the member's identity (name, ids, cluster token) so a restart with other flags is caught.
 //!
-//! Layout: `<data-dir>/oxcd/identity.json` and `<data-dir>/oxcd/db/` (the storage engine).
+//! Layout: `<data-dir>/oxcd/identity.json`, `<data-dir>/oxcd/db/` (the storage engine) and
+//! `<data-dir>/oxcd/wal/` (the Raft log).
 
 use std::fs;
 use std::io::Write;
@@ -12,8 +13,11 @@ use serde::{Deserialize, Serialize};
 const OXCD_DIR: &str = "oxcd";
 const IDENTITY_FILE: &str = "identity.json";
 /// The on-disk format of the data dir this binary writes; members advertise it beside their
-/// server version (`version`).
-pub const FORMAT: u32 = 1;
+/// server version (`version`). Format 2 keeps the Raft log in a WAL (`oxcd/wal/`); format 1
+/// kept it in the storage engine and is moved over when opened (`raft::legacy_log`).
+pub const FORMAT: u32 = 2;
+/// The older format this binary still opens.
+pub const FORMAT_LOG_IN_ENGINE: u32 = 1;
 
 /// Who this member is, fixed when its data dir is created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,7 +173,7 @@ impl DataDir {
             let text = fs::read(&identity_path).map_err(|e| corrupt(Box::new(e)))?;
             let found: Identity =
                 serde_json::from_slice(&text).map_err(|e| corrupt(Box::new(e)))?;
-            if found.format != FORMAT {
+            if found.format != FORMAT && found.format != FORMAT_LOG_IN_ENGINE {
                 return Err(corrupt(format!("unknown format {}", found.format).into()));
             }
             if found.name != fresh.name || found.cluster_token != fresh.cluster_token {
@@ -184,22 +188,39 @@ impl DataDir {
             found
         } else {
             fs::create_dir_all(&dir).map_err(io("create oxcd/"))?;
-            let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
-            let body = serde_json::to_vec_pretty(&fresh).map_err(|e| corrupt(Box::new(e)))?;
-            let mut file = fs::File::create(&tmp).map_err(io("write the identity"))?;
-            file.write_all(&body)
-                .and_then(|()| file.sync_all())
-                .map_err(io("write the identity"))?;
-            fs::rename(&tmp, &identity_path).map_err(io("write the identity"))?;
-            fs::File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io("sync oxcd/"))?;
+            write_identity(&dir, &fresh).map_err(|e| match e {
+                IdentityWrite::Encode(e) => corrupt(Box::new(e)),
+                IdentityWrite::Io(source) => DataDirError::Io {
+                    action: "write the identity",
+                    path: root.to_path_buf(),
+                    source,
+                },
+            })?;
             fresh
         };
         Ok(Self {
             root: root.to_path_buf(),
             identity,
         })
+    }
+
+    /// Records that the data dir is now in this binary's [`FORMAT`] (after moving an older
+    /// one's contents over).
+    pub fn record_current_format(&mut self) -> Result<(), DataDirError> {
+        let identity = Identity {
+            format: FORMAT,
+            ..self.identity.clone()
+        };
+        write_identity(&self.root.join(OXCD_DIR), &identity).map_err(|e| DataDirError::Io {
+            action: "write the identity",
+            path: self.root.clone(),
+            source: match e {
+                IdentityWrite::Io(e) => e,
+                IdentityWrite::Encode(e) => std::io::Error::other(e),
+            },
+        })?;
+        self.identity = identity;
+        Ok(())
     }
 
     /// Where snapshot images are staged while sent or installed (see `raft::snapshot`).
@@ -215,6 +236,11 @@ impl DataDir {
     /// The flushed-index watermark file (see `raft::watermark`).
     pub fn watermark_path(&self) -> PathBuf {
         self.root.join(OXCD_DIR).join("flushed-index")
+    }
+
+    /// Directory of the Raft WAL.
+    pub fn wal_path(&self) -> PathBuf {
+        self.root.join(OXCD_DIR).join("wal")
     }
 
     /// Directory of the storage engine.
@@ -239,6 +265,24 @@ impl DataDir {
         let file = std::fs::File::create(&path).map_err(io)?;
         file.sync_all().map_err(io)
     }
+}
+
+enum IdentityWrite {
+    Encode(serde_json::Error),
+    Io(std::io::Error),
+}
+
+/// Replaces the identity file in `dir` (the data dir's `oxcd/`) atomically and durably.
+fn write_identity(dir: &Path, identity: &Identity) -> Result<(), IdentityWrite> {
+    let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
+    let body = serde_json::to_vec_pretty(identity).map_err(IdentityWrite::Encode)?;
+    let mut file = fs::File::create(&tmp).map_err(IdentityWrite::Io)?;
+    file.write_all(&body)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| fs::rename(&tmp, dir.join(IDENTITY_FILE)))
+        .and_then(|()| fs::File::open(dir))
+        .and_then(|d| d.sync_all())
+        .map_err(IdentityWrite::Io)
 }
 
 /// Builds the identity a new member with these flags gets.

@@ -52,6 +52,9 @@ pub enum ServerError {
         #[source]
         source: StorageError,
     },
+    /// The Raft log of a format 1 data dir could not be moved into the WAL.
+    #[error("cannot move the raft log of the data dir into its WAL")]
+    MoveLog(#[source] crate::raft::legacy_log::MoveError),
     /// The cluster flags do not describe a cluster this member can start in.
     #[error("cannot bootstrap")]
     Bootstrap(#[from] BootstrapError),
@@ -146,7 +149,7 @@ pub async fn run(
     } else {
         bootstrap.new_identity(&cfg)
     };
-    let data_dir = DataDir::open(&root, fresh)?;
+    let mut data_dir = DataDir::open(&root, fresh)?;
     let db_path = data_dir.db_path();
     let storage_err = |source| ServerError::Storage {
         path: db_path.clone(),
@@ -154,6 +157,12 @@ pub async fn run(
     };
     let engine: Arc<dyn Engine> =
         Arc::new(SledEngine::open(&db_path, cfg.backend_cache_bytes).map_err(storage_err)?);
+    if data_dir.identity.format == crate::datadir::FORMAT_LOG_IN_ENGINE {
+        crate::raft::legacy_log::move_into_wal(engine.as_ref(), &data_dir.wal_path())
+            .map_err(ServerError::MoveLog)?;
+        data_dir.record_current_format()?;
+        tracing::info!(wal = %data_dir.wal_path().display(), "moved the raft log into the WAL (data dir format 1 to 2)");
+    }
     let mvcc_ks = engine.keyspace("mvcc").map_err(storage_err)?;
     let store = Arc::new(MvccStore::open(mvcc_ks).map_err(storage_err)?);
     // A restart with a binary the cluster cannot accept stops before anything else starts.
@@ -200,6 +209,7 @@ pub async fn run(
     };
     let paths = RaftPaths {
         watermark: data_dir.watermark_path(),
+        wal: data_dir.wal_path(),
         db: db_path.clone(),
         restored_marker: data_dir.restored_marker(),
     };

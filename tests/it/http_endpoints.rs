@@ -105,7 +105,7 @@ async fn version_names_the_etcd_api_version_as_json() {
     );
     for field in [
         r#""oxcdcluster":"#,
-        r#""oxcdstorage":1"#,
+        r#""oxcdstorage":2"#,
         r#""downgrade":{"target-version":"#,
     ] {
         assert!(answer.body.contains(field), "{field} in {}", answer.body);

@@ -1,11 +1,11 @@
-//! The leader's group commit: a thread that flushes the engine once for every run of queued
+//! The leader's group commit: a thread that syncs the WAL once for every run of queued
 //! appends and records each flush in the [`Watermark`] (see `raft::log_store` for why the
 //! leader's appends are reported before they are flushed).
 
 use std::sync::{Arc, mpsc};
 
+use super::wal::{Wal, WalError};
 use super::watermark::Watermark;
-use crate::storage::{Engine, StorageError};
 
 /// The handle of the flusher thread; clones queue to the same thread, which ends when the last
 /// clone is dropped.
@@ -20,20 +20,16 @@ pub(super) struct Flusher {
 pub(super) struct Stopped;
 
 impl Flusher {
-    /// Starts the flusher thread of `engine`, which records every flush in `watermark`.
+    /// Starts the flusher thread of `wal`, which records every flush in `watermark`.
     pub(super) fn start(
-        engine: Arc<dyn Engine>,
+        wal: Arc<Wal>,
         watermark: Arc<Watermark>,
         metrics: Arc<crate::http::Metrics>,
-    ) -> Result<Self, StorageError> {
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Flush>();
         std::thread::Builder::new()
             .name("oxcd-log-flush".into())
-            .spawn(move || group_commit(&*engine, &watermark, &metrics, &rx))
-            .map_err(|e| StorageError::Engine {
-                action: "start the log flusher",
-                source: Box::new(e),
-            })?;
+            .spawn(move || group_commit(&wal, &watermark, &metrics, &rx))?;
         Ok(Self { tx })
     }
 
@@ -59,15 +55,15 @@ enum Flush {
     Barrier(mpsc::SyncSender<()>),
 }
 
-/// Flushes the engine, so every entry written up to `index` is durable, and records it.
+/// Syncs the WAL, so every entry written up to `index` is durable, and records it.
 pub(super) fn flush_upto(
-    engine: &dyn Engine,
+    wal: &Wal,
     watermark: &Watermark,
     metrics: &crate::http::Metrics,
     index: u64,
-) -> Result<(), StorageError> {
+) -> Result<(), WalError> {
     let started = std::time::Instant::now();
-    let result = engine.flush();
+    let result = wal.sync();
     metrics.observe_wal_fsync(started.elapsed());
     match &result {
         Ok(()) => {
@@ -82,7 +78,7 @@ pub(super) fn flush_upto(
 
 /// Flushes once for every run of queued appends, then completes all of them.
 fn group_commit(
-    engine: &dyn Engine,
+    wal: &Wal,
     watermark: &Watermark,
     metrics: &crate::http::Metrics,
     rx: &mpsc::Receiver<Flush>,
@@ -99,7 +95,7 @@ fn group_commit(
             .max();
         // Barriers alone need no flush: everything queued before them already was.
         if let Some(highest) = highest
-            && let Err(e) = flush_upto(engine, watermark, metrics, highest)
+            && let Err(e) = flush_upto(wal, watermark, metrics, highest)
         {
             // The watermark now fails every wait, which stops the member (see `raft::watermark`).
             tracing::error!(error = %crate::error::chain(&e), "cannot flush the raft log");

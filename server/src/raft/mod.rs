@@ -7,6 +7,7 @@
 //! `generic-snapshot-data`).
 
 mod group_commit;
+pub mod legacy_log;
 pub mod log_cache;
 pub mod log_store;
 pub mod network;
@@ -15,6 +16,9 @@ pub mod state_machine;
 #[cfg(test)]
 mod suite;
 pub mod types;
+pub mod wal;
+mod wal_disk;
+mod wal_record;
 pub mod watermark;
 
 use std::collections::BTreeMap;
@@ -44,6 +48,8 @@ pub struct RaftSettings {
 pub struct RaftPaths {
     /// The flushed-index watermark file.
     pub watermark: std::path::PathBuf,
+    /// The directory of the Raft WAL.
+    pub wal: std::path::PathBuf,
     /// The engine directory, for messages.
     pub db: std::path::PathBuf,
     /// Present while the store restored from a snapshot is not yet the Raft snapshot.
@@ -58,20 +64,34 @@ pub enum StartError {
     Config(#[source] openraft::ConfigError),
     /// Storage could not be opened.
     #[error("failed to open the raft log")]
-    Storage(#[source] crate::storage::StorageError),
+    Storage(#[source] wal::WalError),
     /// The log is shorter than what was flushed before: the store was damaged or replaced.
     #[error(
-        "the store at {db} is damaged or incomplete: its Raft log ends at index {last} but index {flushed} had been flushed (recorded in {watermark}); refusing to serve a store that may have lost acknowledged writes"
+        "the Raft WAL at {wal} is damaged or incomplete: it ends at index {last} but index {flushed} had been flushed (recorded in {watermark}); refusing to serve a store that may have lost acknowledged writes"
     )]
     LostEntries {
-        /// Engine directory.
-        db: std::path::PathBuf,
+        /// WAL directory.
+        wal: std::path::PathBuf,
         /// Watermark file.
         watermark: std::path::PathBuf,
         /// Last index present.
         last: u64,
         /// Highest index flushed before.
         flushed: u64,
+    },
+    /// The store lacks entries the WAL no longer holds: it was damaged, removed or replaced.
+    #[error(
+        "the store at {db} is damaged or was replaced: it holds the log applied up to index {applied} but the Raft WAL at {wal} was purged up to index {purged} (the store had been flushed past it); refusing to serve a store that lost acknowledged writes"
+    )]
+    StoreBehindLog {
+        /// Engine directory.
+        db: std::path::PathBuf,
+        /// WAL directory.
+        wal: std::path::PathBuf,
+        /// Last index the store has applied.
+        applied: u64,
+        /// Last index purged from the WAL.
+        purged: u64,
     },
     /// The watermark file cannot be opened.
     #[error("failed to open {path}")]
@@ -163,7 +183,7 @@ pub async fn start(
             source,
         })?;
     let mark = Arc::new(mark);
-    let mut log = log_store::LogStore::open(id, engine.clone(), mark.clone(), metrics.clone())
+    let mut log = log_store::LogStore::open(id, &paths.wal, mark.clone(), metrics.clone())
         .map_err(StartError::Storage)?;
     let state = openraft::storage::RaftLogStorage::get_log_state(&mut log)
         .await
@@ -171,7 +191,7 @@ pub async fn start(
     let last = state.last_log_id.map_or(0, |l| l.index);
     if let Some(flushed) = flushed.filter(|f| *f > last) {
         return Err(StartError::LostEntries {
-            db: paths.db.clone(),
+            wal: paths.wal.clone(),
             watermark: paths.watermark.clone(),
             last,
             flushed,
@@ -183,8 +203,24 @@ pub async fn start(
     // `oxcd snapshot restore` leaves a marker until that is done (also across a crash).
     let restored = initial.is_some() && paths.restored_marker.exists();
     let network = network::PeerNetwork::new(peers, snapshots.clone(), mark.clone());
-    let sm =
+    let mut sm =
         state_machine::StateMachine::new(store, engine, hub, metrics, snapshots, (mark, applied));
+    // The store is flushed only when a snapshot lets the log before it go; what it lost since
+    // is applied again from the WAL, which must therefore still hold everything after it.
+    let (store_applied, _) = openraft::storage::RaftStateMachine::applied_state(&mut sm)
+        .await
+        .map_err(StartError::ReadLog)?;
+    let store_applied = store_applied.map(|l| l.index);
+    if let Some(purged) = state.last_purged_log_id.map(|l| l.index)
+        && store_applied.is_none_or(|a| a < purged)
+    {
+        return Err(StartError::StoreBehindLog {
+            db: paths.db.clone(),
+            wal: paths.wal.clone(),
+            applied: store_applied.unwrap_or(0),
+            purged,
+        });
+    }
     let raft = OxRaft::new(id, config, network, log, sm)
         .await
         .map_err(StartError::Fatal)?;

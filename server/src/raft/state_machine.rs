@@ -2,8 +2,10 @@
 //!
 //! Each `apply` call becomes one atomic engine batch that also records the last applied log id
 //! and membership, so after a crash the member resumes exactly after the last entry whose effects
-//! are on disk and never re-applies one. The durable store is its own snapshot: building one
-//! only flushes, so Raft may then purge the log before it.
+//! are on disk and never re-applies one. The engine is not flushed per apply: the Raft WAL is
+//! the durable record, and what a crash took from the store is applied again from it. The
+//! durable store is its own snapshot: building one only flushes, so Raft may then purge the log
+//! before it.
 //!
 //! An entry is applied only once this member's copy of the log is flushed up to it: a leader
 //! reports its appends to openraft before flushing them (see `raft::log_store`), so without
@@ -257,9 +259,13 @@ fn apply_alarm(batch: &mut ApplyBatch<'_>, a: &AlarmRequest) -> AlarmResponse {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        // The store is the snapshot: make it durable so the log before it may be purged.
-        self.engine
-            .flush()
+        // The store is the snapshot: make it durable so the log before it may be purged. It
+        // holds every write since the last snapshot (only the WAL is synced per commit): keep
+        // that long flush off the async workers.
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || engine.flush())
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, std::io::Error::other(e.to_string())))?
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.snapshot_of_applied()
     }

@@ -37,7 +37,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Oxc
             .expect("snapshots"),
         );
         let mark = Arc::new(Watermark::open(&dir.path().join("flushed-index")).expect("watermark"));
-        let log = LogStore::open(1, engine.clone(), mark.clone(), metrics.clone()).expect("log");
+        let log =
+            LogStore::open(1, &dir.path().join("wal"), mark.clone(), metrics.clone()).expect("log");
         let sm = StateMachine::new(
             store,
             engine,

@@ -236,6 +236,10 @@ struct Damage {
     apply: fn(&Path),
     /// What oxcd's message about it must mention.
     mentions: &'static [&'static str],
+    /// Whether the Raft WAL still holds everything the damaged part held (the storage engine's
+    /// files, while no log entry was purged): serving every acknowledged write, applied again
+    /// from the WAL, is then as right as refusing.
+    rebuildable: bool,
 }
 
 /// Every way [`a_corrupt_data_dir_makes_oxcd_exit_with_a_clear_message_instead_of_serving`]
@@ -246,26 +250,31 @@ fn damages() -> Vec<Damage> {
             what: "identity.json garbled",
             apply: |d| std::fs::write(d.join("oxcd/identity.json"), "{not json").expect("write"),
             mentions: &["identity.json"],
+            rebuildable: false,
         },
         Damage {
             what: "identity.json missing",
             apply: |d| std::fs::remove_file(d.join("oxcd/identity.json")).expect("remove"),
             mentions: &["identity.json"],
+            rebuildable: false,
         },
         Damage {
             what: "the storage engine's conf garbled",
             apply: |d| garble(&d.join("oxcd/db/conf"), 0, 16),
             mentions: &["db"],
+            rebuildable: true,
         },
         Damage {
             what: "the storage engine's db file emptied",
             apply: |d| truncate(&d.join("oxcd/db/db"), 0),
             mentions: &["db"],
+            rebuildable: true,
         },
         Damage {
             what: "the storage engine's db file cut to 100 bytes",
             apply: |d| truncate(&d.join("oxcd/db/db"), 100),
             mentions: &["db"],
+            rebuildable: true,
         },
         Damage {
             what: "the storage engine's db file garbled after its first 200 bytes",
@@ -274,11 +283,23 @@ fn damages() -> Vec<Damage> {
                 garble(&d.join("oxcd/db/db"), 200, (len - 200) as usize);
             },
             mentions: &["db"],
+            rebuildable: true,
+        },
+        Damage {
+            what: "the Raft WAL's segment garbled after its first 100 bytes",
+            apply: |d| {
+                let segment = d.join("oxcd/wal/0000000000000001.wal");
+                let len = std::fs::metadata(&segment).expect("stat").len();
+                garble(&segment, 100, (len - 100) as usize);
+            },
+            mentions: &["WAL", "flushed"],
+            rebuildable: false,
         },
         Damage {
             what: "the storage engine's directory removed",
             apply: |d| std::fs::remove_dir_all(d.join("oxcd/db")).expect("remove"),
             mentions: &["db"],
+            rebuildable: true,
         },
     ]
 }
@@ -286,10 +307,10 @@ fn damages() -> Vec<Damage> {
 /// Keys a member holds when its data dir gets damaged (at revisions 2 to `DAMAGED_KEYS + 1`).
 const DAMAGED_KEYS: i64 = 50;
 
-/// Starts a member, writes [`DAMAGED_KEYS`] keys, kills it, applies `damage` to its data dir and
-/// starts oxcd again with the same flags.
-async fn restart_after(damage: fn(&Path)) -> Result<Exit, NotExited> {
-    let mut server = OxcdServer::start().await.expect("oxcd starts");
+/// Starts a member with `flags`, writes [`DAMAGED_KEYS`] keys, kills it, applies `damage` to its
+/// data dir and starts oxcd again with the same flags.
+async fn restart_after(damage: fn(&Path), flags: &[&str]) -> Result<Exit, NotExited> {
+    let mut server = OxcdServer::start_with(flags).await.expect("oxcd starts");
     let mut client = server.client().await.expect("client connects");
     for i in 0..DAMAGED_KEYS {
         client
@@ -304,6 +325,7 @@ async fn restart_after(damage: fn(&Path)) -> Result<Exit, NotExited> {
     // The flags the harness started it with, so only the damage differs.
     let mut args = loopback_urls(server.port());
     args.extend(["--name", "harness", "--data-dir", &data_arg].map(str::to_string));
+    args.extend(flags.iter().map(|f| f.to_string()));
     run_to_exit(&args, Some(server.endpoint())).await
 }
 
@@ -314,11 +336,16 @@ async fn a_corrupt_data_dir_makes_oxcd_exit_with_a_clear_message_instead_of_serv
         what,
         apply,
         mentions,
+        rebuildable,
     } in damages()
     {
-        match restart_after(apply).await {
+        match restart_after(apply, &[]).await {
             Ok(exit)
                 if !exit.status.success() && mentions.iter().all(|m| exit.stderr.contains(m)) => {}
+            Err(NotExited {
+                store: Some((count, revision)),
+                ..
+            }) if rebuildable && count == DAMAGED_KEYS && revision == DAMAGED_KEYS + 1 => {}
             Ok(exit) => failures.push(format!(
                 "{what}: exited with {} but stderr does not mention {mentions:?}:\n{}",
                 exit.status,
@@ -344,7 +371,7 @@ async fn a_db_garbled_near_its_end_is_refused_or_served_with_every_acknowledged_
         let from = len - len / 4;
         garble(&db, from, (len - from) as usize);
     };
-    match restart_after(garble_tail).await {
+    match restart_after(garble_tail, &[]).await {
         Ok(exit) => assert_refused(&exit, "a db garbled near its end", &["db"]),
         Err(NotExited {
             store: Some((count, revision)),
@@ -354,6 +381,19 @@ async fn a_db_garbled_near_its_end_is_refused_or_served_with_every_acknowledged_
             "a db garbled near its end: oxcd neither refused it nor kept all {DAMAGED_KEYS} \
              acknowledged keys at revision {}: {}",
             DAMAGED_KEYS + 1,
+            why.description
+        ),
+    }
+}
+
+#[tokio::test]
+async fn a_removed_store_whose_log_was_purged_is_refused() {
+    // Snapshots every 10 entries keep 10 entries: most of the log is purged.
+    let remove_db = |d: &Path| std::fs::remove_dir_all(d.join("oxcd/db")).expect("remove");
+    match restart_after(remove_db, &["--snapshot-count", "10"]).await {
+        Ok(exit) => assert_refused(&exit, "a removed store", &["db", "purged"]),
+        Err(why) => panic!(
+            "a removed store whose log was purged: oxcd did not refuse it: {}",
             why.description
         ),
     }
