@@ -104,7 +104,7 @@ pub struct Recovered {
 impl Wal {
     /// Opens the WAL in `dir` (creating it), cutting a torn tail off the last segment.
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Self, Recovered), WalError> {
-        let opened = wal_disk::open(dir)?;
+        let opened = wal_disk::open(dir, segment_bytes)?;
         let mut inner = Inner {
             segments: opened.segments,
             meta: opened.meta,
@@ -114,7 +114,9 @@ impl Wal {
             unsynced: Vec::new(),
         };
         if inner.segments.is_empty() {
-            inner.segments.push(wal_disk::create_segment(dir, 1)?);
+            inner
+                .segments
+                .push(wal_disk::create_segment(dir, 1, segment_bytes)?);
         }
         let purged = inner.meta.purged;
         if inner
@@ -233,11 +235,12 @@ impl Wal {
             }
             let keep = index.saturating_sub(segment.first_index) as usize;
             let cut_at = segment.offsets.get(keep).copied().unwrap_or(segment.len);
-            segment
-                .file
-                .set_len(cut_at)
-                .and_then(|()| segment.file.sync_all())
-                .map_err(io_error("cut", &segment.path))?;
+            wal_disk::cut(
+                &segment.file,
+                &segment.path,
+                cut_at,
+                self.segment_bytes.max(cut_at),
+            )?;
             segment.offsets.truncate(keep);
             segment.len = cut_at;
             break;
@@ -294,11 +297,6 @@ impl Wal {
         Ok(())
     }
 
-    /// Bytes the segments take.
-    pub fn size(&self) -> u64 {
-        self.inner.read().segments.iter().map(|s| s.len).sum()
-    }
-
     fn unencodable(&self, e: postcard::Error) -> WalError {
         WalError::Corrupt {
             path: self.dir.clone(),
@@ -348,9 +346,11 @@ impl Wal {
             }
             None => 1,
         };
-        inner
-            .segments
-            .push(wal_disk::create_segment(&self.dir, seq)?);
+        inner.segments.push(wal_disk::create_segment(
+            &self.dir,
+            seq,
+            self.segment_bytes,
+        )?);
         // The new segment should open with the committed id too.
         inner.committed_unwritten = true;
         Ok(())

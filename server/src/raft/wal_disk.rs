@@ -81,8 +81,27 @@ pub fn sync_dir(dir: &Path) -> Result<(), WalError> {
         .map_err(io_error("sync", dir))
 }
 
-/// Creates the empty segment `seq` in `dir`, durably (file and directory entry).
-pub fn create_segment(dir: &Path, seq: u64) -> Result<Segment, WalError> {
+/// Gives `file` its full `size` up front, as etcd does with its segments: an `fdatasync` after
+/// an append inside the file's size need not record a new size. Where the filesystem cannot,
+/// the file just grows with its appends.
+fn preallocate(file: &File, size: u64) {
+    if let Err(error) = rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, size) {
+        tracing::debug!(%error, "cannot preallocate a raft WAL segment");
+    }
+}
+
+/// Cuts `file` to `len` bytes durably, then preallocates it to `size` again (zeros past `len`).
+pub fn cut(file: &File, path: &Path, len: u64, size: u64) -> Result<(), WalError> {
+    file.set_len(len)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error("cut", path))?;
+    preallocate(file, size);
+    Ok(())
+}
+
+/// Creates the empty segment `seq` in `dir`, preallocated to `size` bytes, durably (file and
+/// directory entry).
+pub fn create_segment(dir: &Path, seq: u64, size: u64) -> Result<Segment, WalError> {
     let path = dir.join(segment_name(seq));
     let file = OpenOptions::new()
         .read(true)
@@ -90,6 +109,7 @@ pub fn create_segment(dir: &Path, seq: u64) -> Result<Segment, WalError> {
         .create_new(true)
         .open(&path)
         .map_err(io_error("create", &path))?;
+    preallocate(&file, size);
     sync_dir(dir)?;
     Ok(Segment::new(seq, path, Arc::new(file), 0))
 }
@@ -161,8 +181,9 @@ pub struct Opened {
     pub last_entry: Option<LogId>,
 }
 
-/// Reads the WAL in `dir` (creating the directory), cutting a torn tail off the last segment.
-pub fn open(dir: &Path) -> Result<Opened, WalError> {
+/// Reads the WAL in `dir` (creating the directory), cutting a torn tail off the last segment,
+/// whose end is cleared and preallocated to `segment_size` again.
+pub fn open(dir: &Path, segment_size: u64) -> Result<Opened, WalError> {
     fs::create_dir_all(dir).map_err(io_error("create", dir))?;
     let meta = load_meta(dir)?;
     let mut seqs = Vec::new();
@@ -231,16 +252,17 @@ pub fn open(dir: &Path) -> Result<Opened, WalError> {
             }
         }
         let end = reader.offset();
-        if reader.end() == Some(End::Torn) {
-            if n + 1 < count {
+        if n + 1 < count {
+            if reader.end() == Some(End::Torn) {
                 return Err(corrupt(format!("records at offset {end} are damaged")));
             }
-            tracing::warn!(path = %path.display(), offset = end, "cutting the torn tail a crash left in the raft WAL");
-            segment
-                .file()
-                .set_len(end)
-                .and_then(|()| segment.file().sync_all())
-                .map_err(io_error("cut", &path))?;
+        } else {
+            if reader.end() == Some(End::Torn) {
+                tracing::warn!(path = %path.display(), offset = end, "cutting the torn tail a crash left in the raft WAL");
+            }
+            // Past the last whole record nothing may be left that a later append could make
+            // look like a continuation (an unsynced write that reached the disk out of order).
+            cut(segment.file(), &path, end, segment_size.max(end))?;
         }
         segment.set_len(end);
         opened.segments.push(segment);

@@ -116,3 +116,38 @@ fn a_damaged_record_before_the_last_segment_refuses_to_open() {
         "{err}"
     );
 }
+
+#[test]
+fn nothing_past_the_last_whole_record_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), 4096).unwrap();
+    append(&wal, 1, 1..=3);
+    drop(wal);
+    // An unsynced append that reached the disk after a gap of zeros (out of order).
+    let path = dir.path().join(wal_disk::segment_name(1));
+    let bytes = fs::read(&path).unwrap();
+    let mut reader = super::super::wal_record::Reader::new(&bytes, 0);
+    while reader.next_record().unwrap().is_some() {}
+    let end = reader.offset();
+    let stale = Entry {
+        log_id: log_id(1, 1, 4),
+        payload: EntryPayload::Blank,
+    };
+    let mut record = Vec::new();
+    encode_entry(4, &postcard::to_stdvec(&stale).unwrap(), &mut record);
+    let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &record, end + 16).unwrap();
+
+    let (wal, recovered) = Wal::open(dir.path(), 4096).unwrap();
+    assert_eq!(recovered.last_entry, Some(log_id(1, 1, 3)));
+    let after = fs::read(&path).unwrap();
+    assert!(
+        after[end as usize..].iter().all(|b| *b == 0),
+        "the stale record is gone"
+    );
+    // Appends continue at the end; entry 4 is the new one.
+    append(&wal, 2, 4..=4);
+    drop(wal);
+    let (wal, _) = Wal::open(dir.path(), 4096).unwrap();
+    assert_eq!(ids(&wal, 4, 5), vec![(2, 4)]);
+}
